@@ -1,0 +1,276 @@
+"""The ``vlmstudy`` command line: each command parses options and calls the Python API.
+
+Exit codes: 0 on success, 2 for bad input (a one-paragraph message on
+standard error, no traceback), 1 for a bug (with its traceback).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import click
+
+from study import __version__
+from study.errors import UserInputError
+
+tracking_uri_option = click.option(
+    "--tracking-uri",
+    envvar="MLFLOW_TRACKING_URI",
+    default=None,
+    help="MLflow tracking URI to log to or read from "
+    "[default: $MLFLOW_TRACKING_URI, else sqlite:///mlruns.db in the working folder].",
+)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="vlmstudy")
+@click.option("-v", "--verbose", is_flag=True, help="Log progress details to standard error.")
+def cli(verbose: bool) -> None:
+    """Run preregistered reader studies of vision-language models on liver MRI.
+
+    A study is a protocol (protocols/NAME.yaml): register it, run its sweep,
+    browse the runs in the MLflow UI, and write the statistical report.
+    """
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+
+
+@cli.command()
+@click.argument("protocol_file", type=click.Path(path_type=Path))
+def register(protocol_file: Path) -> None:
+    """Freeze PROTOCOL_FILE: record its hash, the UTC time, the git commit and the cohort hash."""
+    from study.data.cohort import cohort_sha256, load_cohort
+    from study.protocol import cohort_path, load_protocol
+    from study.registration import register as register_protocol
+    from study.registration import registration_path
+
+    protocol = load_protocol(protocol_file)
+    cohort_dir = cohort_path(protocol, protocol_file)
+    load_cohort(cohort_dir)
+    record = register_protocol(protocol_file, cohort_sha256=cohort_sha256(cohort_dir))
+    click.echo(f"registered {record['protocol_id']} at {record['registered_at']}")
+    click.echo(f"protocol sha256: {record['protocol_sha256']}")
+    click.echo(f"cohort sha256:   {record['cohort_sha256']}")
+    click.echo(f"record: {registration_path(protocol_file)}")
+
+
+def _progress(cell, done: int, total: int) -> None:
+    click.echo(
+        f"[{done}/{total}] cell {cell.cell_id}: {cell.reader.name}, {cell.strategy}, "
+        f"{cell.sequences_label}, replicate {cell.replicate}",
+        err=True,
+    )
+
+
+@cli.command()
+@click.argument("protocol_file", type=click.Path(path_type=Path))
+@tracking_uri_option
+@click.option(
+    "--deviation",
+    default=None,
+    help="Reason for running a protocol or cohort that changed since registration; "
+    "it is recorded with a diff in the run and the report.",
+)
+def run(protocol_file: Path, tracking_uri: str | None, deviation: str | None) -> None:
+    """Run every cell of the registered PROTOCOL_FILE and print the parent run id last."""
+    from study.sweep import run_protocol
+
+    result = run_protocol(
+        protocol_file, tracking_uri=tracking_uri, deviation=deviation, on_cell_done=_progress
+    )
+    outcomes = result.predictions.drop_duplicates("request_sha256")
+    cached = int(outcomes["cached"].sum())
+    click.echo(f"calls: {len(outcomes)} ({cached} from the response store)")
+    click.echo(f"tracking uri: {result.tracking_uri}")
+    click.echo(f"run_id: {result.run_id}")
+
+
+@cli.command()
+@click.argument("run_id")
+@click.option(
+    "--out",
+    "out_file",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="File to write: .csv or .parquet.",
+)
+@tracking_uri_option
+def export(run_id: str, out_file: Path, tracking_uri: str | None) -> None:
+    """Write the predictions table of parent run RUN_ID to a CSV or Parquet file."""
+    from analysis.records import load_predictions
+
+    suffix = out_file.suffix.lower()
+    if suffix not in (".csv", ".parquet"):
+        raise UserInputError(f"--out {out_file}: the file must end in .csv or .parquet.")
+    predictions = load_predictions(run_id, tracking_uri=tracking_uri)
+    out_file.parent.mkdir(parents=True, exist_ok=True)
+    partial = out_file.with_name(out_file.name + ".partial")
+    if suffix == ".csv":
+        predictions.to_csv(partial, index=False)
+    else:
+        predictions.to_parquet(partial, index=False)
+    partial.replace(out_file)
+    click.echo(f"wrote {len(predictions)} rows to {out_file}")
+
+
+@cli.command()
+@click.argument("run_id")
+@click.option(
+    "--out",
+    "out_dir",
+    default=None,
+    type=click.Path(path_type=Path),
+    help="Folder for report.html, report.md and tables/ [default: reports/<protocol>-<run id>].",
+)
+@tracking_uri_option
+def report(run_id: str, out_dir: Path | None, tracking_uri: str | None) -> None:
+    """Write the statistical report of parent run RUN_ID."""
+    from analysis.records import load_run_records
+    from analysis.report import build_report
+
+    records = load_run_records(run_id, tracking_uri=tracking_uri)
+    if out_dir is None:
+        out_dir = Path("reports") / f"{records.protocol['id']}-{run_id[:8]}"
+    analysis = records.protocol.get("analysis", {})
+    paths = build_report(
+        records,
+        out_dir,
+        n_resamples=int(analysis.get("bootstrap_resamples", 1000)),
+        seed=int(analysis.get("seed", 20261204)),
+    )
+    click.echo(f"report: {paths.html}")
+    click.echo(f"markdown: {paths.markdown}")
+
+
+@cli.command()
+@click.option(
+    "--protocol",
+    "protocol_file",
+    default="protocols/demo.yaml",
+    show_default=True,
+    type=click.Path(path_type=Path),
+    help="The demo protocol to register and run.",
+)
+@tracking_uri_option
+def demo(protocol_file: Path, tracking_uri: str | None) -> None:
+    """Build the phantom cohort, register and run the demo protocol, and write its report."""
+    from study.demo import run_demo
+
+    outcome = run_demo(protocol_file, tracking_uri=tracking_uri, on_cell_done=_progress)
+    click.echo(f"cohort: {outcome.cohort_dir}")
+    click.echo(f"MLflow store: {outcome.tracking_uri} (browse it with 'vlmstudy ui')")
+    click.echo(f"report: {outcome.report_html.resolve()}")
+    click.echo(f"run_id: {outcome.run_id}")
+
+
+@cli.command()
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Address to bind; keep the loopback address unless you mean to share the UI.",
+)
+@click.option("--port", default=5000, show_default=True, help="TCP port of the UI.")
+@tracking_uri_option
+def ui(host: str, port: int, tracking_uri: str | None) -> None:
+    """Serve the MLflow UI for the tracking store."""
+    from study.tracking import resolve_tracking_uri
+
+    uri = resolve_tracking_uri(tracking_uri)
+    command = [
+        sys.executable,
+        "-m",
+        "mlflow",
+        "server",
+        "--backend-store-uri",
+        uri,
+        "--host",
+        host,
+        "--port",
+        str(port),
+    ]
+    click.echo(f"MLflow UI for {uri} on http://{host}:{port} (Ctrl-C stops it)", err=True)
+    raise SystemExit(subprocess.call(command))
+
+
+@cli.command()
+@click.argument("features", nargs=-1)
+def schema(features: tuple[str, ...]) -> None:
+    """Print the answer JSON Schema for FEATURES (default: every feature)."""
+    from study.answers import answer_schema
+    from study.lirads import FEATURES
+
+    unknown = [name for name in features if name not in FEATURES]
+    if unknown:
+        raise UserInputError(
+            f"unknown feature(s) {unknown}; known features: {', '.join(FEATURES)}."
+        )
+    click.echo(json.dumps(answer_schema(features or tuple(FEATURES)), indent=2))
+
+
+@cli.group()
+def data() -> None:
+    """Build and check cohort folders."""
+
+
+@data.command("phantom")
+@click.option(
+    "--out",
+    "out_dir",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Folder to write the cohort into (created; must be empty or absent).",
+)
+@click.option("--patients", default=16, show_default=True, help="Number of patients.")
+@click.option("--seed", default=0, show_default=True, help="Seed of every random choice.")
+def data_phantom(out_dir: Path, patients: int, seed: int) -> None:
+    """Write a deterministic phantom cohort with known ground truth."""
+    from study.data.phantom import build_phantom
+
+    if out_dir.exists() and any(out_dir.iterdir()):
+        raise UserInputError(f"--out {out_dir}: the folder is not empty; give a new folder.")
+    build_phantom(out_dir, patients=patients, seed=seed)
+    click.echo(f"wrote phantom cohort to {out_dir}")
+
+
+@data.command("validate")
+@click.argument("cohort_dir", type=click.Path(path_type=Path))
+def data_validate(cohort_dir: Path) -> None:
+    """Check COHORT_DIR's tables and report every problem at once."""
+    from study.data.cohort import cohort_sha256, load_cohort
+
+    cohort = load_cohort(cohort_dir)
+    click.echo(
+        f"{cohort_dir}: {len(cohort.lesions)} lesions in "
+        f"{cohort.patients()['patient_id'].nunique()} patients; sha256 {cohort_sha256(cohort_dir)}"
+    )
+
+
+def main() -> None:
+    """Run the command line, turning bad input into exit code 2 without a traceback."""
+    # Artifact downloads are small and many; their progress bars would bury the command's output.
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    try:
+        cli.main(standalone_mode=False)
+    except UserInputError as error:
+        click.echo(f"error: {error}", err=True)
+        sys.exit(2)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(130)
+    except click.ClickException as error:
+        error.show()
+        sys.exit(error.exit_code)
+    except click.exceptions.Exit as stop:
+        sys.exit(stop.exit_code)
+
+
+if __name__ == "__main__":
+    main()

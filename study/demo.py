@@ -1,0 +1,57 @@
+"""The demo: a phantom cohort, the demo protocol registered and run, and its report."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from study.data.cohort import cohort_sha256, load_cohort
+from study.errors import UserInputError
+from study.protocol import cohort_path, load_protocol
+from study.registration import register
+from study.sweep import run_protocol
+
+
+@dataclass(frozen=True)
+class DemoOutcome:
+    """Where the demo wrote its cohort, runs and report."""
+
+    cohort_dir: Path
+    tracking_uri: str
+    run_id: str
+    report_html: Path
+
+
+def run_demo(
+    protocol_file: Path, *, tracking_uri: str | None = None, on_cell_done=None
+) -> DemoOutcome:
+    """Build the phantom cohort if needed, register and run the protocol, and write the report."""
+    from analysis.records import load_run_records
+    from analysis.report import build_report
+    from study.data.phantom import build_phantom
+
+    protocol_file = Path(protocol_file)
+    protocol = load_protocol(protocol_file)
+    cohort_dir = cohort_path(protocol, protocol_file)
+    if not (cohort_dir / "manifest.csv").is_file():
+        if protocol.cohort.phantom is None:
+            raise UserInputError(
+                f"{protocol_file}: the cohort {cohort_dir} does not exist and the protocol has no "
+                "'cohort.phantom' section to build it from; add one, "
+                "or point 'cohort.path' at a cohort."
+            )
+        phantom = protocol.cohort.phantom
+        build_phantom(cohort_dir, patients=phantom.patients, seed=phantom.seed)
+    load_cohort(cohort_dir)
+    register(protocol_file, cohort_sha256=cohort_sha256(cohort_dir))
+
+    result = run_protocol(protocol_file, tracking_uri=tracking_uri, on_cell_done=on_cell_done)
+    records = load_run_records(result.run_id, tracking_uri=result.tracking_uri)
+    out_dir = Path("reports") / f"{protocol.id}-{result.run_id[:8]}"
+    paths = build_report(
+        records,
+        out_dir,
+        n_resamples=protocol.analysis.bootstrap_resamples,
+        seed=protocol.analysis.seed,
+    )
+    return DemoOutcome(cohort_dir, result.tracking_uri, result.run_id, paths.html)
