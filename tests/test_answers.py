@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from study.answers import answer_model, answer_schema, parse_answer
 
@@ -83,3 +85,66 @@ def test_model_rejects_out_of_range_confidence():
     model = answer_model(["aphe"])
     with pytest.raises(ValueError):
         model.model_validate({"features": {"aphe": {"answer": "rim", "confidence": 101}}})
+
+
+def test_openai_refusal_field():
+    parsed = parse_answer("", FEATURES, refusal="I'm sorry, I can't help with that request.")
+    assert parsed.outcome == "refusal"
+    assert parsed.answers == {}
+
+
+def test_feature_repairs_per_answer():
+    text = '{"features": {"aphe": "nonrim", "washout": {"answer": "absent", "confidence": 60}}}'
+    parsed = parse_answer(text, FEATURES)
+    assert parsed.feature_repairs["aphe"] == ("bare_answer",)
+    assert parsed.feature_repairs["washout"] == ()
+
+
+def test_computed_category_beside_model_category():
+    text = (
+        '{"features": {"aphe": {"answer": "nonrim", "confidence": 80}, '
+        '"washout": {"answer": "nonperipheral", "confidence": 70}, '
+        '"enhancing_capsule": {"answer": "absent", "confidence": 60}}, "lirads_category": "LR-4"}'
+    )
+    parsed = parse_answer(text, FEATURES)
+    assert parsed.lirads_category == "LR-4"
+    assert parsed.computed_category(15) == "LR-5"
+    assert parse_answer("no answer", FEATURES).computed_category(15) is None
+
+
+def test_evidence_kept():
+    text = '{"features": {"aphe": {"answer": "rim", "confidence": 70, "evidence": " thin ring "}}}'
+    assert parse_answer(text, FEATURES).evidence == {"aphe": "thin ring"}
+
+
+def test_schema_with_reasoning_first():
+    schema = answer_schema(["aphe"], reasoning=True)
+    assert list(schema["properties"])[:2] == ["reasoning", "features"]
+    assert schema["required"] == ["reasoning", "features"]
+
+
+JSON_CHARACTERS = "{}[]\"':,` \naphewsoutnrimabsent0123456789.%"
+JSON_LIKE = st.text(alphabet=st.sampled_from(JSON_CHARACTERS), max_size=80)
+
+
+@settings(max_examples=300, deadline=None)
+@given(JSON_LIKE)
+def test_parser_never_raises(text):
+    parsed = parse_answer(text, FEATURES)
+    assert parsed.outcome in {"valid", "parse_failure", "refusal"}
+    if parsed.outcome != "valid":
+        assert parsed.answers == {}
+
+
+def test_truncation_never_changes_answers():
+    full = (
+        '{"reasoning": "nonrim {rim} \\"quoted\\"", "features": {"aphe": {"answer": "nonrim", '
+        '"confidence": 85}, "washout": "nonperipheral", "enhancing_capsule": {"answer": '
+        '"absent", "confidence": 60}}, "lirads_category": "LR-5"}'
+    )
+    expected = parse_answer(full, FEATURES).answers
+    assert len(expected) == 3
+    for cut in range(len(full)):
+        parsed = parse_answer(full[:cut], FEATURES)
+        for name, value in parsed.answers.items():
+            assert expected[name] == value, (cut, name)
