@@ -19,7 +19,13 @@ from analysis.agreement import kappa_from_tables
 from analysis.baseline import MLIRADS_FEATURES, human_baseline, load_mlirads_reads
 from analysis.bootstrap import cluster_bootstrap
 from analysis.records import RunRecords
-from study.lirads import ABSENT, FEATURES, INDETERMINATE, OUTCOMES
+from analysis.reference import (
+    NO_ANSWER,
+    majority_reference,
+    reference_exclusions,
+    scored_answers,
+)
+from study.lirads import FEATURES, INDETERMINATE, OUTCOMES
 
 PREDICTION_COLUMNS = (
     "protocol_id protocol_sha256 run_id cell_id reader model_snapshot strategy sequences "
@@ -27,9 +33,6 @@ PREDICTION_COLUMNS = (
     "output_tokens cost_usd cached request_sha256"
 ).split()
 """Columns of the predictions table, in order."""
-
-NO_ANSWER = "no_answer"
-"""Category that stands for a parse failure, refusal or infra failure; it never matches."""
 
 CELL_COLUMNS = ["cell_id", "reader", "model_snapshot", "strategy", "sequences", "replicate"]
 TEMPLATES = Path(__file__).resolve().parent / "templates"
@@ -62,27 +65,18 @@ def _check_answers(table: pd.DataFrame, name: str) -> None:
             )
 
 
-def _majority_reference(reads: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Return the radiologists' strict-majority answer per lesion x feature and the exclusions."""
+def _reference(reads: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Return the majority reference (column ``reference``) and the exclusions per feature."""
     _require_columns(reads, ["lesion_id", "reader", "feature", "answer"], "reads")
     _check_answers(reads, "reads")
-    scored = reads.dropna(subset=["answer"]).copy()
-    scored["answer"] = scored["answer"].replace(INDETERMINATE, ABSENT)
-
-    votes = scored.groupby(["feature", "lesion_id", "answer"]).size().rename("votes").reset_index()
-    votes["total"] = votes.groupby(["feature", "lesion_id"])["votes"].transform("sum")
-    majority = votes[votes["votes"] > votes["total"] / 2]
-    reference = majority[["feature", "lesion_id", "answer"]].rename(columns={"answer": "reference"})
-
-    read_lesions = scored.groupby("feature")["lesion_id"].nunique().rename("n_lesions_read")
-    with_majority = reference.groupby("feature")["lesion_id"].nunique().rename("n_reference")
-    exclusions = pd.concat([read_lesions, with_majority], axis=1).fillna(0).astype(int)
-    exclusions["n_no_majority"] = exclusions["n_lesions_read"] - exclusions["n_reference"]
-    return reference, exclusions.reset_index().rename(columns={"index": "feature"})
+    reference = majority_reference(reads).rename(columns={"answer": "reference"})
+    return reference, reference_exclusions(reads)
 
 
-def _analysed_answers(predictions: pd.DataFrame) -> pd.DataFrame:
-    """Map failed calls to :data:`NO_ANSWER` and ``indeterminate`` to ``absent``."""
+def _analysed_answers(
+    predictions: pd.DataFrame, *, indeterminate_as: str = "absent", failures_as: str = "wrong"
+) -> pd.DataFrame:
+    """Score answers as :func:`analysis.reference.scored_answers` does; NaN rows are left out."""
     _require_columns(predictions, PREDICTION_COLUMNS, "predictions")
     unknown_outcomes = sorted(set(predictions["outcome"]) - set(OUTCOMES))
     if unknown_outcomes:
@@ -101,22 +95,33 @@ def _analysed_answers(predictions: pd.DataFrame) -> pd.DataFrame:
             f"{first['lesion_id']}, feature {first['feature']}"
         )
     analysed = predictions.copy()
-    analysed["analysed"] = answered.replace(INDETERMINATE, ABSENT).fillna(NO_ANSWER)
+    analysed["analysed"] = scored_answers(
+        predictions, indeterminate_as=indeterminate_as, failures_as=failures_as
+    )
     analysed["indeterminate"] = answered == INDETERMINATE
     return analysed
 
 
-def _interval(statistic, clusters: np.ndarray, n_resamples: int, seed: int) -> tuple[list, set]:
+def _interval(
+    statistic, clusters: np.ndarray, n_resamples: int, seed: int, confidence: float
+) -> tuple[list, set]:
     """Run a percentile bootstrap and keep its warnings as text for the report."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         result = cluster_bootstrap(
-            statistic, clusters, n_resamples=n_resamples, seed=seed, method="percentile"
+            statistic,
+            clusters,
+            n_resamples=n_resamples,
+            seed=seed,
+            confidence=confidence,
+            method="percentile",
         )
     return [result.estimate, result.ci_low, result.ci_high], {str(w.message) for w in caught}
 
 
-def _agreement_row(group: pd.DataFrame, feature_name: str, n_resamples: int, seed: int) -> dict:
+def _agreement_row(
+    group: pd.DataFrame, feature_name: str, n_resamples: int, seed: int, confidence: float
+) -> dict:
     """Compute kappa and accuracy against the reference for one cell x feature."""
     categories = [*FEATURES[feature_name].categories, NO_ANSWER]
     k = len(categories)
@@ -134,8 +139,8 @@ def _agreement_row(group: pd.DataFrame, feature_name: str, n_resamples: int, see
     def accuracy(weights: np.ndarray) -> np.ndarray:
         return (weights @ correct) / weights.sum(axis=1)
 
-    kappa_values, kappa_notes = _interval(kappa, clusters, n_resamples, seed)
-    accuracy_values, accuracy_notes = _interval(accuracy, clusters, n_resamples, seed)
+    kappa_values, kappa_notes = _interval(kappa, clusters, n_resamples, seed, confidence)
+    accuracy_values, accuracy_notes = _interval(accuracy, clusters, n_resamples, seed, confidence)
     notes = sorted(f"kappa: {n}" for n in kappa_notes) + sorted(
         f"accuracy: {n}" for n in accuracy_notes
     )
@@ -152,7 +157,15 @@ def _agreement_row(group: pd.DataFrame, feature_name: str, n_resamples: int, see
     )
 
 
-def agreement_table(records: RunRecords, *, n_resamples: int, seed: int) -> pd.DataFrame:
+def agreement_table(
+    records: RunRecords,
+    *,
+    n_resamples: int,
+    seed: int,
+    confidence: float = 0.95,
+    indeterminate_as: str = "absent",
+    failures_as: str = "wrong",
+) -> pd.DataFrame:
     """Compute Cohen's kappa and accuracy against the radiologists' majority per cell and feature.
 
     The reference per lesion and feature is the answer that more than half of
@@ -161,7 +174,7 @@ def agreement_table(records: RunRecords, *, n_resamples: int, seed: int) -> pd.D
     ``absent`` and failed calls to :data:`NO_ANSWER`, an extra category that
     never matches. Kappa is unweighted over the feature's categories plus
     :data:`NO_ANSWER`; accuracy is the share of lesions whose answer equals the
-    reference. Both get a 95% percentile interval from
+    reference. Both get a percentile interval at level ``confidence`` from
     :func:`analysis.bootstrap.cluster_bootstrap` resampling patients, with the
     same seed for every cell. ``sequences_shown`` is False where the cell did
     not show every sequence the feature needs.
@@ -183,8 +196,10 @@ def agreement_table(records: RunRecords, *, n_resamples: int, seed: int) -> pd.D
     >>> table[["kappa", "accuracy", "n_lesions"]].to_numpy().tolist()
     [[1.0, 1.0, 6.0]]
     """
-    analysed = _analysed_answers(records.predictions)
-    reference, _ = _majority_reference(records.reads)
+    analysed = _analysed_answers(
+        records.predictions, indeterminate_as=indeterminate_as, failures_as=failures_as
+    )
+    reference, _ = _reference(records.reads)
     _require_columns(records.patients, ["lesion_id", "patient_id", "split"], "patients")
     patient_of = records.patients.set_index("lesion_id")["patient_id"]
     unknown = sorted(set(analysed["lesion_id"]) - set(patient_of.index))
@@ -198,15 +213,17 @@ def agreement_table(records: RunRecords, *, n_resamples: int, seed: int) -> pd.D
     for (_, feature_name), group in merged.groupby(["cell_id", "feature"], sort=True):
         cell = group.iloc[0]
         shown = tuple(str(cell["sequences"]).split("+"))
-        judged = group.dropna(subset=["reference"]).sort_values("lesion_id")
+        with_reference = group.dropna(subset=["reference"])
+        judged = with_reference.dropna(subset=["analysed"]).sort_values("lesion_id")
         row = {column: cell[column] for column in CELL_COLUMNS}
         row.update(
             feature=feature_name,
             feature_order=order[feature_name],
             sequences_shown=FEATURES[feature_name].judgeable(shown),
-            n_without_reference=len(group) - len(judged),
+            n_without_reference=len(group) - len(with_reference),
+            n_left_out=len(with_reference) - len(judged),
         )
-        row.update(_agreement_row(judged, feature_name, n_resamples, seed))
+        row.update(_agreement_row(judged, feature_name, n_resamples, seed, confidence))
         rows.append(row)
 
     table = pd.DataFrame(rows).sort_values(["feature_order", *CELL_COLUMNS], ignore_index=True)
@@ -276,11 +293,26 @@ def build_report(
     tables_dir = out_dir / "tables"
     tables_dir.mkdir(parents=True, exist_ok=True)
 
-    agreement = agreement_table(records, n_resamples=n_resamples, seed=seed)
-    _, exclusions = _majority_reference(records.reads)
+    plan = records.protocol.get("analysis", {}) or {}
+    indeterminate_as = plan.get("indeterminate_as", "absent")
+    failures_as = plan.get("failures_as", "wrong")
+    confidence = float(plan.get("confidence", 0.95))
+    agreement = agreement_table(
+        records,
+        n_resamples=n_resamples,
+        seed=seed,
+        confidence=confidence,
+        indeterminate_as=indeterminate_as,
+        failures_as=failures_as,
+    )
+    _, exclusions = _reference(records.reads)
     reads = load_mlirads_reads()
     baseline = human_baseline(
-        reads, features=list(MLIRADS_FEATURES.values()), n_resamples=n_resamples, seed=seed
+        reads,
+        features=list(MLIRADS_FEATURES.values()),
+        n_resamples=n_resamples,
+        seed=seed,
+        confidence=confidence,
     )
     flow = flow_table(records.predictions)
     for name, table in [
@@ -315,7 +347,10 @@ def build_report(
         "registered_at": str(records.registration.get("registered_at", "not recorded")),
         "n_resamples": n_resamples,
         "seed": seed,
+        "confidence_percent": f"{100 * confidence:g}",
         "no_answer": NO_ANSWER,
+        "indeterminate_as": indeterminate_as,
+        "failures_as": failures_as,
         "agreement": _display(
             shown[
                 [
@@ -331,6 +366,7 @@ def build_report(
                     "n_no_answer",
                     "n_indeterminate",
                     "n_without_reference",
+                    "n_left_out",
                     "kappa",
                     "kappa_ci",
                     "accuracy",

@@ -1,8 +1,8 @@
 """Reading every evaluation lesion of one cell: render, prompt, call or reuse, parse.
 
-Each lesion's request is keyed by its SHA-256 (:func:`study.store.request_key`);
-a stored response is reused and marked ``cached``, anything else is sent to the
-reader and stored. A failed call is recorded as an attempt and becomes rows
+Each lesion's request is keyed by its SHA-256 (:func:`study.store.request_key`).
+A stored response is reused and marked ``cached``; a request without one is
+sent to the reader and its response stored. A failed call is recorded as an attempt and becomes rows
 with outcome ``infra_failure`` and no answer.
 """
 
@@ -55,7 +55,7 @@ PREDICTION_COLUMNS: tuple[str, ...] = (
 
 @dataclass(frozen=True)
 class LesionRecord:
-    """What one lesion's call produced: its prediction rows, prompt and raw response."""
+    """The prediction rows, prompt text and raw response of one lesion's call."""
 
     rows: list[dict[str, Any]]
     prompt_text: str
@@ -64,7 +64,7 @@ class LesionRecord:
 
 
 class SweepContext:
-    """What every cell of one run shares: the protocol, cohort, readers and store."""
+    """The protocol, cohort, readers and response store that every cell of one run shares."""
 
     def __init__(
         self,

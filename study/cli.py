@@ -93,6 +93,34 @@ def run(protocol_file: Path, tracking_uri: str | None, deviation: str | None) ->
 
 
 @cli.command()
+@click.argument("protocol_file", type=click.Path(path_type=Path))
+@tracking_uri_option
+def status(protocol_file: Path, tracking_uri: str | None) -> None:
+    """Print whether PROTOCOL_FILE is registered and the progress of each of its sweeps."""
+    from datetime import UTC, datetime
+
+    from study.status import study_status
+
+    state = study_status(protocol_file, tracking_uri=tracking_uri)
+    if not state.registered:
+        registration = "not registered"
+    elif state.changed_since_registration:
+        registration = "registered, but changed since (a run needs --deviation)"
+    else:
+        registration = "registered, unchanged"
+    click.echo(f"protocol {state.protocol_id}: {registration}")
+    if not state.sweeps:
+        click.echo("no sweeps in the tracking store")
+    for sweep in state.sweeps:
+        started = datetime.fromtimestamp(sweep.started_at / 1000, UTC)
+        started_text = started.strftime("%Y-%m-%d %H:%M:%SZ")
+        click.echo(
+            f"run {sweep.run_id}  started {started_text}  {sweep.status.lower()}  "
+            f"cells {sweep.cells_done}/{sweep.cells_total}"
+        )
+
+
+@cli.command()
 @click.argument("run_id")
 @click.option(
     "--out",

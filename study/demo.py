@@ -14,7 +14,7 @@ from study.sweep import run_protocol
 
 @dataclass(frozen=True)
 class DemoOutcome:
-    """Where the demo wrote its cohort, runs and report."""
+    """The cohort folder, MLflow store, run id and report file the demo wrote."""
 
     cohort_dir: Path
     tracking_uri: str

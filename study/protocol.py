@@ -30,14 +30,14 @@ class _Strict(BaseModel):
 
 
 class PhantomSpec(_Strict):
-    """How ``vlmstudy demo`` builds the cohort when it does not exist yet."""
+    """The phantom cohort ``vlmstudy demo`` builds when the cohort folder does not exist yet."""
 
     patients: int = Field(16, ge=4)
     seed: int = 0
 
 
 class CohortSpec(_Strict):
-    """Where the cohort files are, relative to the protocol file."""
+    """The cohort folder, relative to the protocol file."""
 
     path: str
     phantom: PhantomSpec | None = None
@@ -123,7 +123,7 @@ class GridSpec(_Strict):
 
 
 class FewShotSpec(_Strict):
-    """How the few-shot exemplars are drawn from the ``exemplar`` split."""
+    """The size and seed of the few-shot exemplar draw from the ``exemplar`` split."""
 
     k: int = Field(2, ge=1, le=8)
     seed: int = 0
@@ -139,7 +139,7 @@ class DecodingSpec(_Strict):
 
 
 class RenderingSpec(_Strict):
-    """How each lesion is rendered into the images a reader sees."""
+    """Rendering settings of the lesion images shown to readers."""
 
     size: int = Field(256, ge=32, le=2048)
     margin: float = Field(1.0, ge=0.0)
@@ -168,7 +168,7 @@ class AnalysisSpec(_Strict):
 
 
 class PrivacySpec(_Strict):
-    """What may leave the machine."""
+    """Consent to send rendered images to hosts outside this machine."""
 
     external_endpoints_allowed: bool = False
 

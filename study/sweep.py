@@ -41,7 +41,7 @@ def state_dir() -> Path:
 
 @dataclass(frozen=True)
 class SweepResult:
-    """What a finished sweep returns."""
+    """The parent run id, tracking URI and predictions of a finished sweep."""
 
     run_id: str
     tracking_uri: str

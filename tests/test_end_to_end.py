@@ -7,7 +7,15 @@ a real Optuna journal and, for the ``openai`` reader, a local server on
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
 from pathlib import Path
 
 import pandas as pd
@@ -73,6 +81,15 @@ def test_demo_writes_store_and_report(demo_run):
     assert "Human baseline" in markdown
     assert "Becker" in markdown
     assert (folder / "protocols" / "demo.registration.json").is_file()
+
+
+def test_status_counts_cells(demo_run):
+    folder, run_id = demo_run
+    finished = run_cli("status", "protocols/demo.yaml", cwd=folder)
+    assert finished.returncode == 0, finished.stderr
+    assert "registered, unchanged" in finished.stdout
+    line = next(line for line in finished.stdout.splitlines() if run_id in line)
+    assert "cells 12/12" in line
 
 
 def test_export_has_design_columns(demo_run, tmp_path):
@@ -189,3 +206,68 @@ def test_unknown_run_id_is_bad_input(tmp_path):
     assert finished.returncode == 2
     assert "not found" in finished.stderr
     assert not (tmp_path / "x.csv").exists()
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def get_json(url: str, body: dict | None = None) -> dict:
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return json.loads(response.read())
+
+
+def test_ui_shows_child_runs(demo_run):
+    folder, run_id = demo_run
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "study.cli", "ui", "--port", str(port)],
+        cwd=folder,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            try:
+                with urllib.request.urlopen(f"{base}/health", timeout=5) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                if time.monotonic() > deadline or server.poll() is not None:
+                    raise
+                time.sleep(1)
+
+        with urllib.request.urlopen(base + "/", timeout=30) as response:
+            assert b"<html" in response.read().lower()
+        parent = get_json(f"{base}/api/2.0/mlflow/runs/get?run_id={run_id}")["run"]
+        children = get_json(
+            f"{base}/api/2.0/mlflow/runs/search",
+            {
+                "experiment_ids": [parent["info"]["experiment_id"]],
+                "filter": f"tags.mlflow.parentRunId = '{run_id}'",
+                "max_results": 100,
+            },
+        )["runs"]
+        assert len(children) == 12
+        for child in children:
+            params = {item["key"] for item in child["data"]["params"]}
+            metrics = {item["key"] for item in child["data"]["metrics"]}
+            assert {"cell_id", "reader", "strategy", "sequences", "replicate"} <= params
+            assert "accuracy.aphe" in metrics
+        child_id = children[0]["info"]["run_id"]
+        listing = get_json(f"{base}/api/2.0/mlflow/artifacts/list?run_id={child_id}")
+        assert "predictions.csv" in {item["path"] for item in listing["files"]}
+        url = f"{base}/get-artifact?path=predictions.csv&run_uuid={child_id}"
+        with urllib.request.urlopen(url, timeout=30) as response:
+            header = response.read().decode().splitlines()[0]
+        assert header.split(",") == COLUMNS
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
