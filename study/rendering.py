@@ -1,9 +1,16 @@
-"""Render one lesion in one sequence as a lesion-centred axial PNG.
+"""Render one lesion in one sequence as a lesion-centred axial PNG, or a montage of sequences.
 
 :func:`render_lesion` picks the axial slice with the largest lesion cross-section,
-crops a square of tissue around the lesion, windows it by percentiles, resizes it
-and encodes a PNG. The PNG bytes, and so their SHA-256, depend only on the volume,
-the mask and the :class:`RenderSettings`. Only one slice of the volume is read.
+crops a square of tissue around the lesion, windows it (by percentiles of the
+crop unless the sequence has its own window), resizes it, optionally marks the
+lesion with a box or an arrow, and encodes a PNG. The PNG bytes, and so their
+SHA-256, depend only on the volume, the mask and the :class:`RenderSettings`.
+Only one slice of the volume is read (``dataobj`` slicing), and a box-located
+lesion reads no mask at all. :func:`render_montage` tiles several sequences of
+one lesion into one labelled image.
+
+Each sequence locates the lesion through its own mask or box, so sequences of
+one patient need not share a grid or be co-registered.
 
 Display orientation follows the radiological convention: the image is viewed from
 the patient's feet, so the patient's left is on the image's right and anterior is
@@ -17,28 +24,64 @@ import base64
 import hashlib
 import io
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import nibabel as nib
 import numpy as np
-from PIL import Image, ImageDraw
+from PIL import Image
 
 from study.data.cohort import Lesion, SequenceImage
+from study.data.volumes import AFFINE_ATOL_MM, open_volume
 from study.errors import UserInputError
+from study.lirads import SEQUENCES
+from study.rendering_marks import draw_arrow, draw_box, draw_label
 
 __all__ = [
+    "MARKS",
     "MIN_MARGIN_MM",
     "RenderSettings",
     "RenderedImage",
+    "SequenceWindow",
     "encode_png_data_url",
     "render_lesion",
+    "render_montage",
 ]
 
 MIN_MARGIN_MM = 16.0
 """Smallest margin of tissue shown around a lesion, so small lesions keep their context."""
 
-MARKS = ("none", "box")
+MARKS = ("none", "box", "arrow")
+"""Lesion marks: none, a box around the lesion, or an arrow pointing at it from the upper left."""
+
+WINDOW_UNITS = ("percentile", "value")
+
+
+@dataclass(frozen=True)
+class SequenceWindow:
+    """A display window for one sequence: ``low`` maps to black and ``high`` to white.
+
+    ``unit`` is ``"percentile"`` (of the voxel values in the crop) or ``"value"``
+    (stored voxel values, e.g. an ADC map in 1e-6 mm²/s).
+    """
+
+    low: float
+    high: float
+    unit: str = "percentile"
+
+    def __post_init__(self) -> None:
+        if self.unit not in WINDOW_UNITS:
+            raise UserInputError(
+                f"Invalid window unit {self.unit!r}; use one of {', '.join(WINDOW_UNITS)}."
+            )
+        upper = 100 if self.unit == "percentile" else float("inf")
+        lowest = 0 if self.unit == "percentile" else -float("inf")
+        if not lowest <= self.low < self.high <= upper:
+            raise UserInputError(
+                f"Invalid {self.unit} window ({self.low}, {self.high}); give low < high"
+                + (" within 0..100." if self.unit == "percentile" else ".")
+            )
 
 
 @dataclass(frozen=True)
@@ -58,7 +101,12 @@ class RenderSettings:
         Lower and upper percentiles of the voxel values inside the crop that map
         to black and white.
     mark
-        ``"none"``, or ``"box"`` to draw a white box around the lesion.
+        One of :data:`MARKS`: ``"none"``, ``"box"`` (a white box around the
+        lesion) or ``"arrow"`` (a white arrow pointing at the lesion).
+    sequence_windows
+        Windows for particular sequences, overriding ``window`` for them: a mapping
+        from sequence name to :class:`SequenceWindow` or ``(low, high)``
+        percentiles. Stored as sorted ``(sequence, window)`` pairs.
 
     Examples
     --------
@@ -70,9 +118,29 @@ class RenderSettings:
     margin: float = 1.0
     window: tuple[float, float] = (1.0, 99.0)
     mark: str = "none"
+    sequence_windows: Any = ()
 
     def __post_init__(self) -> None:
+        items = (
+            self.sequence_windows.items()
+            if isinstance(self.sequence_windows, Mapping)
+            else self.sequence_windows
+        )
+        windows = tuple(
+            sorted(
+                (name, value if isinstance(value, SequenceWindow) else SequenceWindow(*value))
+                for name, value in items
+            )
+        )
+        object.__setattr__(self, "sequence_windows", windows)
+
         problems = []
+        unknown = [name for name, _ in windows if name not in SEQUENCES]
+        if unknown:
+            problems.append(
+                f"sequence_windows names unknown sequence(s) {', '.join(unknown)}; "
+                f"use names from {', '.join(SEQUENCES)}"
+            )
         if not isinstance(self.size, int) or not 16 <= self.size <= 4096:
             problems.append(f"size {self.size!r} must be an integer from 16 to 4096 pixels")
         if not self.margin >= 0:
@@ -88,11 +156,32 @@ class RenderSettings:
             raise UserInputError(f"Invalid render settings: {'; '.join(problems)}.")
 
     def to_dict(self) -> dict[str, Any]:
-        """Return the settings as JSON-ready values, with the fixed minimum margin."""
+        """Return the settings as JSON-ready values, with the fixed minimum margin.
+
+        ``sequence_windows`` appears only when set, so settings without it keep
+        the dictionary (and the request hashes built from it) of earlier versions.
+        """
         values = asdict(self)
         values["window"] = list(self.window)
+        del values["sequence_windows"]
+        if self.sequence_windows:
+            values["sequence_windows"] = {
+                name: [window.low, window.high, window.unit]
+                for name, window in self.sequence_windows
+            }
         values["min_margin_mm"] = MIN_MARGIN_MM
         return values
+
+    def window_for(self, sequence: str) -> SequenceWindow:
+        """Return the window of ``sequence``: its own, or ``window`` as percentiles.
+
+        Examples
+        --------
+        >>> settings = RenderSettings(sequence_windows={"adc": SequenceWindow(0, 3000, "value")})
+        >>> settings.window_for("adc").unit, settings.window_for("t2").high
+        ('value', 99.0)
+        """
+        return dict(self.sequence_windows).get(sequence, SequenceWindow(*self.window))
 
 
 @dataclass(frozen=True, eq=False)
@@ -163,7 +252,7 @@ def render_lesion(
             "Add a manifest row or leave the sequence out."
         )
 
-    image = _load(source.image)
+    image = open_volume(source.image)
     axes = _axes(image.affine)
     slice_index, lesion_mask = _locate(source, image, axes)
 
@@ -178,18 +267,28 @@ def render_lesion(
     plane = _to_display(np.nan_to_num(plane), axes)
     lesion_mask = _to_display(lesion_mask, axes)
 
-    pixels, mask = _crop_and_resize(plane, lesion_mask, axes.display_spacing, settings)
+    window = settings.window_for(sequence)
+    pixels, mask = _crop_and_resize(plane, lesion_mask, axes.display_spacing, settings, window)
     canvas = Image.fromarray(pixels)
     if settings.mark == "box":
-        _draw_box(canvas, mask)
-        pixels = np.asarray(canvas)
+        draw_box(canvas, mask)
+    elif settings.mark == "arrow":
+        draw_arrow(canvas, mask)
+    pixels = np.asarray(canvas)
 
+    return _finish(sequence, pixels, mask, int(slice_index), settings)
+
+
+def _finish(
+    sequence: str, pixels: np.ndarray, mask: np.ndarray, slice_index: int, settings: RenderSettings
+) -> RenderedImage:
     buffer = io.BytesIO()
     # Pillow writes no time or text chunk unless asked, so equal pixels give equal bytes.
-    canvas.save(buffer, format="PNG", optimize=False, compress_level=6)
+    Image.fromarray(pixels).save(buffer, format="PNG", optimize=False, compress_level=6)
     png = buffer.getvalue()
     pixels = np.array(pixels, dtype=np.uint8)
     pixels.setflags(write=False)
+    mask = np.array(mask, dtype=bool)
     mask.setflags(write=False)
     return RenderedImage(
         sequence=sequence,
@@ -197,9 +296,61 @@ def render_lesion(
         mask=mask,
         png=png,
         sha256=hashlib.sha256(png).hexdigest(),
-        slice_index=int(slice_index),
+        slice_index=slice_index,
         settings=settings.to_dict(),
     )
+
+
+def render_montage(
+    lesion: Lesion,
+    sequences: Sequence[str],
+    settings: RenderSettings | None = None,
+    *,
+    columns: int | None = None,
+) -> RenderedImage:
+    """Render several sequences of ``lesion`` and tile them into one labelled image.
+
+    Each tile is :func:`render_lesion` of one sequence at ``settings.size``, with
+    the sequence name written in its upper-left corner. Tiles run left to right,
+    then top to bottom, and empty places stay black. The result's ``sequence`` is
+    the names joined by ``+``, ``mask`` is the tiled lesion masks and
+    ``slice_index`` is -1, because each tile has its own slice.
+
+    Parameters
+    ----------
+    columns
+        Tiles per row; default: the smallest count giving a grid at most as tall as wide.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from study.data import build_phantom, load_cohort
+    >>> cohort = load_cohort(build_phantom(tempfile.mkdtemp(), patients=2, exemplar_patients=1))
+    >>> lesion = next(iter(cohort.lesions.values()))
+    >>> montage = render_montage(lesion, ["t1_pre", "arterial", "portal_venous"],
+    ...                          RenderSettings(size=64))
+    >>> montage.sequence, montage.pixels.shape
+    ('t1_pre+arterial+portal_venous', (128, 128))
+    """
+    settings = settings or RenderSettings()
+    if not sequences:
+        raise UserInputError("A montage needs at least one sequence; name the sequences to show.")
+    count = len(sequences)
+    columns = columns or math.ceil(math.sqrt(count))
+    if columns < 1:
+        raise UserInputError(f"Invalid montage columns {columns}; give 1 or more.")
+    rows = math.ceil(count / columns)
+    size = settings.size
+    pixels = np.zeros((rows * size, columns * size), dtype=np.uint8)
+    mask = np.zeros_like(pixels, dtype=bool)
+    for index, sequence in enumerate(sequences):
+        tile = render_lesion(lesion, sequence, settings)
+        canvas = Image.fromarray(np.array(tile.pixels))
+        draw_label(canvas, sequence)
+        top, left = (index // columns) * size, (index % columns) * size
+        pixels[top : top + size, left : left + size] = np.asarray(canvas)
+        mask[top : top + size, left : left + size] = tile.mask
+    return _finish("+".join(sequences), pixels, mask, -1, settings)
 
 
 def encode_png_data_url(png: bytes) -> str:
@@ -255,25 +406,12 @@ def _to_display(plane: np.ndarray, axes: _Axes) -> np.ndarray:
     return plane
 
 
-def _load(path: Any) -> nib.Nifti1Image:
-    try:
-        image = nib.load(path)
-    except (OSError, EOFError, ValueError, nib.filebasedimages.ImageFileError) as error:
-        raise UserInputError(
-            f"{path}: cannot be read as NIfTI ({error}); "
-            "check the file and its path in the manifest."
-        ) from None
-    if len(image.shape) != 3:
-        raise UserInputError(f"{path}: has shape {image.shape}; give one 3D volume per sequence.")
-    return image
-
-
 def _locate(source: SequenceImage, image: nib.Nifti1Image, axes: _Axes) -> tuple[int, np.ndarray]:
     """Return the slice index and the lesion mask on that slice, in stored voxel order."""
     if source.mask is not None:
-        mask_image = _load(source.mask)
+        mask_image = open_volume(source.mask)
         if mask_image.shape != image.shape or not np.allclose(
-            mask_image.affine, image.affine, atol=1e-2
+            mask_image.affine, image.affine, atol=AFFINE_ATOL_MM
         ):
             raise UserInputError(
                 f"{source.mask}: the mask grid (shape {mask_image.shape}) differs from the grid of "
@@ -307,9 +445,12 @@ def _locate(source: SequenceImage, image: nib.Nifti1Image, axes: _Axes) -> tuple
             "boxes are inclusive voxel indices x0,y0,z0,x1,y1,z1."
         )
     slice_index = (box[axes.slice_axis] + box[axes.slice_axis + 3]) // 2
-    mask = np.zeros(image.shape, dtype=bool)
-    mask[box[0] : box[3] + 1, box[1] : box[4] + 1, box[2] : box[5] + 1] = True
-    return slice_index, np.take(mask, slice_index, axis=axes.slice_axis)
+    # Only the rendered plane of the box is built, never a volume-sized mask.
+    in_plane = [axis for axis in range(3) if axis != axes.slice_axis]
+    plane = np.zeros(tuple(image.shape[axis] for axis in in_plane), dtype=bool)
+    first, second = in_plane
+    plane[box[first] : box[first + 3] + 1, box[second] : box[second + 3] + 1] = True
+    return slice_index, plane
 
 
 def _crop_and_resize(
@@ -317,6 +458,7 @@ def _crop_and_resize(
     lesion_mask: np.ndarray,
     spacing: tuple[float, float],
     settings: RenderSettings,
+    window: SequenceWindow,
 ) -> tuple[np.ndarray, np.ndarray]:
     rows, columns = np.nonzero(lesion_mask)
     centre_row, centre_column = rows.mean(), columns.mean()
@@ -338,7 +480,10 @@ def _crop_and_resize(
     ]
     if inside.size == 0:
         inside = plane
-    low, high = np.percentile(inside, settings.window)
+    if window.unit == "percentile":
+        low, high = np.percentile(inside, (window.low, window.high))
+    else:
+        low, high = window.low, window.high
     high = max(high, low + 1e-6)
 
     # Pad so that the crop lies inside the array; the padding shows as black.
@@ -372,18 +517,3 @@ def _crop_and_resize(
     )
     scaled = np.clip((values - low) / (high - low), 0.0, 1.0) * 255.0
     return np.rint(scaled).astype(np.uint8), np.array(mask)
-
-
-def _draw_box(canvas: Image.Image, mask: np.ndarray) -> None:
-    rows, columns = np.nonzero(mask)
-    if rows.size == 0:
-        return
-    size = canvas.size[0]
-    pad = max(2, size // 48)
-    shape = (
-        max(0, columns.min() - pad),
-        max(0, rows.min() - pad),
-        min(size - 1, columns.max() + pad),
-        min(size - 1, rows.max() + pad),
-    )
-    ImageDraw.Draw(canvas).rectangle(shape, outline=255, width=max(1, size // 128))

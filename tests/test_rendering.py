@@ -15,7 +15,13 @@ from scipy.ndimage import binary_dilation
 from study.data import build_phantom, load_cohort
 from study.data.cohort import Lesion, SequenceImage
 from study.errors import UserInputError
-from study.rendering import RenderSettings, encode_png_data_url, render_lesion
+from study.rendering import (
+    RenderSettings,
+    SequenceWindow,
+    encode_png_data_url,
+    render_lesion,
+    render_montage,
+)
 
 SMALL = RenderSettings(size=128)
 
@@ -230,7 +236,8 @@ def test_missing_sequence_rejected(cohort):
         ({"size": 4}, "size"),
         ({"margin": -1.0}, "margin"),
         ({"window": (99, 1)}, "window"),
-        ({"mark": "arrow"}, "mark"),
+        ({"mark": "circle"}, "mark"),
+        ({"sequence_windows": {"t3": (1, 99)}}, "sequence_windows"),
     ],
 )
 def test_invalid_settings_rejected(arguments, field):
@@ -243,3 +250,59 @@ def test_png_data_url_round_trip():
     url = encode_png_data_url(png)
     assert url.startswith("data:image/png;base64,")
     assert base64.b64decode(url.removeprefix("data:image/png;base64,")) == png
+
+
+def test_arrow_mark_outside_lesion(cohort):
+    lesion = next(iter(cohort.lesions.values()))
+    plain = render_lesion(lesion, "t2", SMALL)
+    marked = render_lesion(lesion, "t2", RenderSettings(size=128, mark="arrow"))
+    changed = plain.pixels != marked.pixels
+    assert changed.sum() > 20
+    # The arrow stops before the lesion and comes from its upper left.
+    assert not (changed & plain.mask).any()
+    rows, columns = np.nonzero(changed)
+    lesion_rows, lesion_columns = np.nonzero(plain.mask)
+    assert rows.mean() < lesion_rows.mean()
+    assert columns.mean() < lesion_columns.mean()
+
+
+def test_montage_tiles_each_sequence(cohort):
+    lesion = next(iter(cohort.lesions.values()))
+    sequences = ["t1_pre", "arterial", "portal_venous", "delayed", "t2"]
+    montage = render_montage(lesion, sequences, RenderSettings(size=64))
+    assert montage.sequence == "t1_pre+arterial+portal_venous+delayed+t2"
+    assert montage.pixels.shape == (128, 192)
+    assert montage.slice_index == -1
+    # Each tile's mask is the single render's mask; the sixth place stays empty.
+    single = render_lesion(lesion, "arterial", RenderSettings(size=64))
+    np.testing.assert_array_equal(montage.mask[0:64, 64:128], single.mask)
+    assert not montage.pixels[64:128, 128:192].any()
+    decoded = np.asarray(Image.open(io.BytesIO(montage.png)))
+    np.testing.assert_array_equal(decoded, montage.pixels)
+
+
+def test_montage_columns(cohort):
+    lesion = next(iter(cohort.lesions.values()))
+    montage = render_montage(lesion, ["t2", "dwi", "adc"], RenderSettings(size=32), columns=3)
+    assert montage.pixels.shape == (32, 96)
+
+
+def test_value_window_for_one_sequence(cohort):
+    lesion = next(iter(cohort.lesions.values()))
+    # Every ADC voxel is far above 10, so a 0-10 window renders the crop white.
+    settings = RenderSettings(size=64, sequence_windows={"adc": SequenceWindow(0, 10, "value")})
+    assert (render_lesion(lesion, "adc", settings).pixels[20:44, 20:44] == 255).mean() > 0.9
+    default = render_lesion(lesion, "t2", RenderSettings(size=64))
+    np.testing.assert_array_equal(render_lesion(lesion, "t2", settings).pixels, default.pixels)
+    assert settings.to_dict()["sequence_windows"] == {"adc": [0, 10, "value"]}
+    assert "sequence_windows" not in RenderSettings().to_dict()
+
+
+def test_each_sequence_located_by_own_mask(cohort):
+    # Phantom sequences are on different grids and shifted; each is still centred on the lesion.
+    lesion = next(iter(cohort.lesions.values()))
+    for sequence in ("arterial", "t2", "dwi", "in_phase"):
+        rendered = render_lesion(lesion, sequence, SMALL)
+        rows, columns = np.nonzero(rendered.mask)
+        assert abs(rows.mean() - 63.5) < 4, sequence
+        assert abs(columns.mean() - 63.5) < 4, sequence

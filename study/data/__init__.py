@@ -1,7 +1,10 @@
-"""Cohort data: the cohort folder contract, its loader and the phantom generator.
+"""Cohort data: the cohort folder contract, loading, validation, importers and the phantom.
 
 The public names are re-exported here; see :mod:`study.data.cohort` for the
-table layout and :mod:`study.data.phantom` for the synthetic cohort.
+table layout, :mod:`study.data.validation` for ``vlmstudy data validate``,
+:mod:`study.data.lldmmri`, :mod:`study.data.reads_wide` and
+:mod:`study.data.dicom` for the importers, and :mod:`study.data.phantom` for the
+synthetic cohort.
 """
 
 from study.data.cohort import (
@@ -13,7 +16,8 @@ from study.data.cohort import (
     load_cohort,
     read_cohort_tables,
 )
-from study.data.phantom import build_phantom
+from study.data.phantom import build_phantom, plan_phantom
+from study.data.validation import validate_cohort
 
 __all__ = [
     "SPLITS",
@@ -23,5 +27,7 @@ __all__ = [
     "build_phantom",
     "cohort_sha256",
     "load_cohort",
+    "plan_phantom",
     "read_cohort_tables",
+    "validate_cohort",
 ]
