@@ -13,6 +13,9 @@ from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
+from scipy import stats
+
+from study.errors import UserInputError
 
 _PERFECT_CHANCE_TOLERANCE = 1e-12
 """Expected agreement within this of 1 leaves kappa undefined (0/0)."""
@@ -54,3 +57,21 @@ def _codes(values: Sequence, categories: Sequence, *, allow_missing: bool) -> np
                 "add it to categories or recode it"
             )
     return codes
+
+
+class StatisticInputError(UserInputError, ValueError):
+    """Invalid input to a statistic: the command line exits with code 2.
+
+    It is also a :class:`ValueError`, the exception NumPy and SciPy raise for
+    invalid arguments, so callers may catch either.
+    """
+
+
+def _t_interval(
+    estimate: float, se: float, df: float, confidence: float, upper: float = np.inf
+) -> tuple[float, float]:
+    """Wald interval with a Student t quantile, the upper bound capped at ``upper``."""
+    if not np.isfinite(se):
+        return float("nan"), float("nan")
+    quantile = stats.t.ppf(0.5 + confidence / 2, df)
+    return float(estimate - quantile * se), float(min(upper, estimate + quantile * se))

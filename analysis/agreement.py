@@ -33,6 +33,7 @@ __all__ = [
     "fleiss_kappa",
     "fleiss_kappa_from_counts",
     "kappa_from_tables",
+    "pabak",
     "percent_agreement",
 ]
 
@@ -312,3 +313,37 @@ def percent_agreement(rater_a: Sequence, rater_b: Sequence) -> float:
         return float("nan")
     same = sum(a == b for a, b in zip(rater_a, rater_b, strict=True))
     return same / len(rater_a)
+
+
+def pabak(rater_a: Sequence, rater_b: Sequence, *, categories: Sequence) -> float:
+    """Compute the prevalence- and bias-adjusted kappa (PABAK) of two raters.
+
+    :math:`\\mathrm{PABAK} = (q P_o - 1)/(q - 1)` for *q* categories and observed
+    agreement :math:`P_o`, which is :math:`2P_o - 1` for two categories (Byrt,
+    Bishop & Carlin 1993). It is kappa with chance agreement fixed at 1/q, so
+    unlike Cohen's kappa it does not depend on prevalence or on the raters' bias,
+    and declaring an unused category changes it.
+
+    Parameters
+    ----------
+    rater_a, rater_b : sequence
+        One label per case, same length, no missing values.
+    categories : sequence
+        Every allowed label (at least two).
+
+    References
+    ----------
+    Byrt T., Bishop J., Carlin J.B. (1993) Bias, prevalence and kappa. J Clin
+    Epidemiol 46:423-429.
+
+    Examples
+    --------
+    >>> pabak(["a", "b", "b", "a"], ["a", "b", "a", "a"], categories=["a", "b"])
+    0.5
+    """
+    if len(categories) < 2:
+        raise ValueError(f"PABAK needs at least two categories, got {list(categories)!r}")
+    _codes(list(rater_a), categories, allow_missing=False)
+    _codes(list(rater_b), categories, allow_missing=False)
+    q = len(categories)
+    return (q * percent_agreement(rater_a, rater_b) - 1.0) / (q - 1.0)

@@ -22,7 +22,7 @@ from analysis._agreement_common import (
     _warn_undefined,
 )
 
-__all__ = ["FleissResult", "fleiss_kappa", "fleiss_kappa_from_counts"]
+__all__ = ["FleissResult", "fleiss_kappa", "fleiss_kappa_from_counts", "rating_counts"]
 
 
 @dataclass(frozen=True)
@@ -70,6 +70,32 @@ def _rating_counts(ratings: pd.DataFrame | np.ndarray, categories: Sequence) -> 
         rated = column >= 0
         counts[np.flatnonzero(rated), column[rated]] += 1.0
     return counts
+
+
+def rating_counts(ratings: pd.DataFrame | np.ndarray, *, categories: Sequence) -> np.ndarray:
+    """Count, per subject, how many raters chose each category.
+
+    This is the subjects x categories table that Fleiss' kappa, Gwet's AC1 and
+    Krippendorff's alpha start from (statsmodels ``aggregate_raters``).
+
+    Parameters
+    ----------
+    ratings : DataFrame or ndarray, shape (n_subjects, n_raters)
+        Category labels; NaN or None where a rater did not rate a subject.
+    categories : sequence
+        Every allowed label, in the order of the columns returned.
+
+    Returns
+    -------
+    ndarray, shape (n_subjects, n_categories)
+
+    Examples
+    --------
+    >>> rating_counts([["a", "b", "a"], ["b", None, "b"]], categories=["a", "b"])
+    array([[2., 1.],
+           [0., 2.]])
+    """
+    return _rating_counts(ratings, categories)
 
 
 def _subject_agreement(counts: np.ndarray) -> np.ndarray:

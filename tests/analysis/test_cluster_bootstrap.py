@@ -137,7 +137,7 @@ def test_percentile_has_no_warning(values):
 @pytest.mark.parametrize(
     ("options", "message"),
     [
-        ({"method": "basic"}, "method must be one of"),
+        ({"method": "studentized"}, "method must be one of"),
         ({"confidence": 1.0}, "confidence must be strictly between 0 and 1"),
         ({"n_resamples": 1}, "n_resamples must be an integer of at least 2"),
     ],

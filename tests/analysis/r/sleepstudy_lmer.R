@@ -1,0 +1,12 @@
+# Reference numbers for tests/analysis/test_mixed.py: lme4::lmer on sleepstudy.
+# Run: Rscript tests/analysis/r/sleepstudy_lmer.R  (R 4.2.2, lme4 1.1-31 from Debian bookworm)
+suppressPackageStartupMessages(library(lme4))
+options(digits = 12)
+fit <- lmer(Reaction ~ Days + (Days | Subject), sleepstudy)
+print(fixef(fit)); print(sqrt(diag(as.matrix(vcov(fit))))); print(REMLcrit(fit))
+print(as.data.frame(VarCorr(fit)))
+fit1 <- lmer(Reaction ~ Days + (1 | Subject), sleepstudy)
+print(fixef(fit1)); print(sqrt(diag(as.matrix(vcov(fit1))))); print(REMLcrit(fit1))
+print(as.data.frame(VarCorr(fit1)))
+fitml <- lmer(Reaction ~ Days + (Days | Subject), sleepstudy, REML = FALSE)
+print(logLik(fitml))
