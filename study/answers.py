@@ -23,6 +23,7 @@ import json
 import math
 import re
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
@@ -370,6 +371,15 @@ def _has_answers(value: Any) -> bool:
 def _find_document(text: str, repairs: list[str]) -> Any:
     """Return the JSON document in ``text`` (dict or list), or None if there is none."""
     stripped = text.strip()
+    if stripped.startswith("{") and "```" not in stripped:
+        # Fast path for the common case, a response that is one JSON object and nothing else;
+        # the search below would find the same object and record no repair.
+        try:
+            whole = json.loads(stripped)
+        except json.JSONDecodeError:
+            whole = None
+        if isinstance(whole, dict):
+            return whole
     if stripped.startswith('"'):
         try:
             inner = json.loads(stripped)
@@ -425,7 +435,12 @@ def _find_document(text: str, repairs: list[str]) -> Any:
 
 
 def _normal_key(key: Any) -> str:
-    return re.sub(r"[\s-]+", "_", str(key).strip().lower())
+    return _normal_key_text(str(key))
+
+
+@lru_cache(maxsize=4096)
+def _normal_key_text(key: str) -> str:
+    return re.sub(r"[\s-]+", "_", key.strip().lower())
 
 
 def _feature_items(document: Any, repairs: list[str]) -> dict[str, Any] | None:

@@ -428,9 +428,34 @@ def test_fault_truncated_content() -> None:
 
 def test_fault_refusal() -> None:
     with LocalOpenAIServer(refusal=1.0) as server:
-        completion = ask(make_client(server))
+        structured = ask(make_client(server))
+        plain = ask(make_client(server), response_format=None)
 
-    assert completion.choices[0].message.content == REFUSAL_TEXT
+    # Structured output puts the refusal in message.refusal, as OpenAI does.
+    assert structured.choices[0].message.content is None
+    assert structured.choices[0].message.refusal == REFUSAL_TEXT
+    assert plain.choices[0].message.content == REFUSAL_TEXT
+    assert plain.choices[0].message.refusal is None
+
+
+def test_fault_connection_reset() -> None:
+    with LocalOpenAIServer(connection_reset=1.0) as server:
+        with pytest.raises(openai.APIConnectionError):
+            ask(make_client(server))
+
+    assert server.request_count == 1
+    assert server.faults["connection_reset"] == 1
+    assert sum(server.responses_by_status.values()) == 0
+
+
+def test_reject_response_format() -> None:
+    with LocalOpenAIServer(reject_response_format=True) as server:
+        with pytest.raises(openai.BadRequestError, match="response_format"):
+            ask(make_client(server))
+        completion = ask(make_client(server), response_format=None)
+
+    assert completion.choices[0].finish_reason == "stop"
+    assert server.responses_by_status == {400: 1, 200: 1}
 
 
 def test_fault_schema_violation() -> None:
@@ -487,6 +512,19 @@ def test_requests_per_minute_limit() -> None:
     assert 1 <= retry_after <= 60
     assert server.responses_by_status == {200: 3, 429: 1}
     assert server.request_count == 4
+
+
+def test_tokens_per_minute_limit() -> None:
+    # Each request: 1 image (85 tokens) + ceil(len(text) / 4) text tokens + max_tokens 100.
+    with LocalOpenAIServer(tokens_per_minute=400) as server:
+        client = make_client(server)
+        ask(client, lesion="a", max_tokens=100)
+        ask(client, lesion="b", max_tokens=100)
+        with pytest.raises(openai.RateLimitError, match="tokens per minute") as caught:
+            ask(client, lesion="c", max_tokens=100)
+
+    assert 1 <= int(caught.value.response.headers["retry-after"]) <= 60
+    assert server.responses_by_status == {200: 2, 429: 1}
 
 
 # --------------------------------------------------------------------------- invalid requests

@@ -42,6 +42,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--requests-per-minute", type=int, default=None, help="Limit per sliding 60 s window."
     )
     parser.add_argument(
+        "--tokens-per-minute", type=int, default=None, help="Token limit per sliding 60 s window."
+    )
+    parser.add_argument(
+        "--reject-response-format",
+        action="store_true",
+        help="Reject requests with a json_schema response format with HTTP 400.",
+    )
+    parser.add_argument(
         "--api-key-env",
         default=None,
         metavar="NAME",
@@ -64,6 +72,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             timeout_sleep_s=options.timeout_sleep,
             retry_after_s=options.retry_after,
             requests_per_minute=options.requests_per_minute,
+            tokens_per_minute=options.tokens_per_minute,
+            reject_response_format=options.reject_response_format,
             require_api_key=api_key,
             **{kind: getattr(options, kind) for kind in FAULT_KINDS},
         )

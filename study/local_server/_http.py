@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import socket
+import struct
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
 
@@ -66,6 +67,12 @@ class _RequestHandler(BaseHTTPRequestHandler):
         owner = self.server.owner
         if reply.delay_s > 0 and owner._stopping.wait(reply.delay_s):
             # Drop the response because stop() was called while the handler waited.
+            self.close_connection = True
+            return
+
+        if reply.reset:
+            # SO_LINGER with a zero timeout makes close() send RST, as a crashed peer would.
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             self.close_connection = True
             return
 

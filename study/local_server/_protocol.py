@@ -30,6 +30,8 @@ class _Reply:
     body: bytes
     headers: dict[str, str] = field(default_factory=dict)
     delay_s: float = 0.0
+    reset: bool = False
+    """Close the connection with a TCP reset in place of a response."""
 
 
 class _RequestError(Exception):

@@ -15,24 +15,20 @@ import logging
 import math
 import random
 import threading
-import time
-from collections import Counter, deque
-from collections.abc import Mapping
+from collections import Counter
 from types import TracebackType
 from typing import Any
 
+from study.local_server._content import _build_completion, _Settings
 from study.local_server._http import _HTTPServer
+from study.local_server._limits import _WindowLimits
 from study.local_server._protocol import (
-    CHARS_PER_TOKEN,
-    _ChatRequest,
     _error_reply,
-    _estimate_tokens,
     _json_reply,
     _parse_chat_request,
     _Reply,
     _RequestError,
 )
-from study.schema_instance import build_schema_instance
 
 logger = logging.getLogger(__name__)
 
@@ -45,14 +41,12 @@ FAULT_KINDS: tuple[str, ...] = (
     "truncated_content",
     "refusal",
     "schema_violation",
+    "connection_reset",
 )
 """Injectable faults, in the order in which each request draws them."""
 
-REFUSAL_TEXT = "I'm sorry, but I can't provide a medical diagnosis from these images."
-"""Content of an injected refusal."""
 
 LOOPBACK_HOSTS: tuple[str, ...] = ("127.0.0.1", "::1")
-RATE_WINDOW_S = 60.0
 
 
 class LocalOpenAIServer:
@@ -82,7 +76,7 @@ class LocalOpenAIServer:
     seed : int
         Seed of the ``random.Random`` that draws faults.
     fail_500, fail_503, rate_limit_429, timeout, malformed_body, truncated_content, \
-refusal, schema_violation : float
+refusal, schema_violation, connection_reset : float
         Probability of each injected fault. Every request that passes the API
         key check, the rate limit and validation draws one uniform number per
         fault kind, in the order of :data:`FAULT_KINDS`, and gets the first
@@ -97,6 +91,13 @@ refusal, schema_violation : float
         If set, a request beyond this many in the last 60 s gets 429 with a
         ``Retry-After`` of the seconds until the oldest leaves the window.
         Rejected requests do not count towards the limit.
+    tokens_per_minute : int or None
+        If set, a request whose tokens (its prompt estimate plus its
+        ``max_tokens``, as OpenAI counts them against the limit) would take
+        the last 60 s over this many gets 429 with a ``Retry-After``.
+    reject_response_format : bool
+        If true, a request with a ``json_schema`` response format gets 400,
+        as an endpoint without structured output answers.
     require_api_key : str or None
         If set, a request without ``Authorization: Bearer <require_api_key>``
         gets 401.
@@ -119,8 +120,10 @@ refusal, schema_violation : float
 
     Notes
     -----
-    A refusal is sent as ``message.content`` with ``finish_reason`` "stop",
-    whereas OpenAI's structured outputs put refusals in ``message.refusal``.
+    A refusal to a request with a JSON schema is sent as OpenAI's structured
+    outputs send it, in ``message.refusal`` with no content; to any other
+    request, as ``message.content``. A ``connection_reset`` fault closes the
+    connection with a TCP reset and sends nothing.
     Streaming (``stream: true``) is rejected with 400. Image parts must be
     base64 ``data:`` URLs, because the server never fetches a remote URL.
 
@@ -156,9 +159,12 @@ refusal, schema_violation : float
         truncated_content: float = 0.0,
         refusal: float = 0.0,
         schema_violation: float = 0.0,
+        connection_reset: float = 0.0,
         timeout_sleep_s: float = 30.0,
         retry_after_s: float = 1,
         requests_per_minute: int | None = None,
+        tokens_per_minute: int | None = None,
+        reject_response_format: bool = False,
         require_api_key: str | None = None,
         record_requests: bool = True,
     ) -> None:
@@ -171,6 +177,7 @@ refusal, schema_violation : float
             "truncated_content": truncated_content,
             "refusal": refusal,
             "schema_violation": schema_violation,
+            "connection_reset": connection_reset,
         }
         _check(host in LOOPBACK_HOSTS, "host", "one of " + ", ".join(LOOPBACK_HOSTS), host)
         _check(
@@ -186,13 +193,16 @@ refusal, schema_violation : float
             ("retry_after_s", retry_after_s),
         ):
             _check(_is_real(seconds) and seconds >= 0, name, "a finite number >= 0", seconds)
-        _check(
-            requests_per_minute is None
-            or (isinstance(requests_per_minute, int) and requests_per_minute > 0),
-            "requests_per_minute",
-            "a positive integer or None",
-            requests_per_minute,
-        )
+        for name, limit in (
+            ("requests_per_minute", requests_per_minute),
+            ("tokens_per_minute", tokens_per_minute),
+        ):
+            _check(
+                limit is None or (isinstance(limit, int) and limit > 0),
+                name,
+                "a positive integer or None",
+                limit,
+            )
         if require_api_key is not None and (
             not isinstance(require_api_key, str) or require_api_key == ""
         ):
@@ -209,6 +219,8 @@ refusal, schema_violation : float
         self.timeout_sleep_s = float(timeout_sleep_s)
         self.retry_after_s = retry_after_s
         self.requests_per_minute = requests_per_minute
+        self.tokens_per_minute = tokens_per_minute
+        self.reject_response_format = reject_response_format
         self.fault_rates = fault_rates
         self.record_requests = record_requests
         self._requested_port = port
@@ -221,7 +233,10 @@ refusal, schema_violation : float
         self._requests: list[Any] = []
         self._responses_by_status: Counter[int] = Counter()
         self._faults: Counter[str] = Counter()
-        self._admitted_at: deque[float] = deque()
+        self._limits = _WindowLimits(requests_per_minute, tokens_per_minute)
+        self._settings = _Settings(
+            snapshot, self._system_fingerprint, self.latency_s, self.timeout_sleep_s, retry_after_s
+        )
         self._stopping = threading.Event()
         self._http_server: _HTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -350,8 +365,16 @@ refusal, schema_violation : float
 
         try:
             self._check_api_key(authorization)
-            self._admit_under_rate_limit()
             request = _parse_chat_request(body, accepted_models=(self.model, self.snapshot))
+            self._limits.admit(request.prompt_tokens + (request.max_tokens or 0))
+            if self.reject_response_format and request.schema is not None:
+                raise _RequestError(
+                    400,
+                    "response_format of type 'json_schema' is not supported by this model. "
+                    "Omit response_format and ask for JSON in the prompt.",
+                    "invalid_request_error",
+                    "unsupported_response_format",
+                )
         except _RequestError as error:
             logger.debug("Request %d rejected with %d: %s", request_number, error.status, error)
             return _error_reply(error, delay_s=self.latency_s)
@@ -359,7 +382,7 @@ refusal, schema_violation : float
         fault = self._draw_fault()
         if fault is not None:
             logger.debug("Request %d gets injected fault %s", request_number, fault)
-        return self._build_completion(body, request, request_number, fault)
+        return _build_completion(self._settings, body, request, request_number, fault)
 
     def _check_api_key(self, authorization: str | None) -> None:
         if self._require_api_key is None:
@@ -373,26 +396,6 @@ refusal, schema_violation : float
                 "invalid_api_key",
             )
 
-    def _admit_under_rate_limit(self) -> None:
-        if self.requests_per_minute is None:
-            return
-        now = time.monotonic()
-        with self._lock:
-            while self._admitted_at and now - self._admitted_at[0] >= RATE_WINDOW_S:
-                self._admitted_at.popleft()
-            if len(self._admitted_at) < self.requests_per_minute:
-                self._admitted_at.append(now)
-                return
-            wait_s = max(1, math.ceil(self._admitted_at[0] + RATE_WINDOW_S - now))
-        raise _RequestError(
-            429,
-            f"Rate limit reached for requests per minute (RPM): limit {self.requests_per_minute}. "
-            f"Retry after {wait_s} s.",
-            "requests",
-            "rate_limit_exceeded",
-            headers={"Retry-After": str(wait_s)},
-        )
-
     def _draw_fault(self) -> str | None:
         with self._lock:
             draws = [self._rng.random() for _ in FAULT_KINDS]
@@ -401,97 +404,6 @@ refusal, schema_violation : float
                     self._faults[kind] += 1
                     return kind
         return None
-
-    def _build_completion(
-        self, body: Mapping[str, Any], request: _ChatRequest, request_number: int, fault: str | None
-    ) -> _Reply:
-        delay_s = self.latency_s
-        if fault == "fail_500":
-            message = "The server had an error while processing your request (injected fault)."
-            return _error_reply(_RequestError(500, message, "server_error"), delay_s=delay_s)
-        if fault == "fail_503":
-            message = "The engine is currently overloaded, please try again later (injected fault)."
-            return _error_reply(_RequestError(503, message, "server_error"), delay_s=delay_s)
-        if fault == "rate_limit_429":
-            retry_after = f"{self.retry_after_s:g}"
-            error = _RequestError(
-                429,
-                f"Rate limit reached (injected fault). Retry after {retry_after} s.",
-                "requests",
-                "rate_limit_exceeded",
-                headers={"Retry-After": retry_after},
-            )
-            return _error_reply(error, delay_s=delay_s)
-        if fault == "timeout":
-            delay_s += self.timeout_sleep_s
-
-        # Every choice in the content comes from the canonical body, so the
-        # same request always gets the same content.
-        canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-        request_key = hashlib.sha256(canonical.encode()).digest()
-
-        choices = []
-        completion_tokens = 0
-        for index in range(request.choice_count):
-            key = request_key if index == 0 else request_key + index.to_bytes(2, "big")
-            content, finish_reason = self._build_content(request, key, fault)
-            completion_tokens += _estimate_tokens(content)
-            choices.append(
-                {
-                    "index": index,
-                    "message": {"role": "assistant", "content": content, "refusal": None},
-                    "logprobs": None,
-                    "finish_reason": finish_reason,
-                }
-            )
-
-        completion = {
-            "id": f"chatcmpl-local-{request_number:08d}",
-            "object": "chat.completion",
-            "created": int(time.time()),
-            "model": self.snapshot,
-            "system_fingerprint": self._system_fingerprint,
-            "choices": choices,
-            "usage": {
-                "prompt_tokens": request.prompt_tokens,
-                "completion_tokens": completion_tokens,
-                "total_tokens": request.prompt_tokens + completion_tokens,
-            },
-        }
-        encoded = json.dumps(completion).encode()
-        if fault == "malformed_body":
-            # Cut inside the envelope, so the body is never valid JSON.
-            encoded = encoded[: max(1, len(encoded) // 2)]
-        return _Reply(200, encoded, {"Content-Type": "application/json"}, delay_s)
-
-    def _build_content(
-        self, request: _ChatRequest, key: bytes, fault: str | None
-    ) -> tuple[str, str]:
-        if fault == "refusal":
-            return REFUSAL_TEXT, "stop"
-
-        if request.schema is not None:
-            instance = build_schema_instance(
-                request.schema, key, violate=fault == "schema_violation"
-            )
-            answer = json.dumps(instance)
-        elif request.json_object:
-            answer = json.dumps({"answer": "The lesion is visible on the images provided."})
-        else:
-            answer = "The lesion is visible on the images provided."
-
-        if request.step_by_step:
-            reasoning = "Looking at each image in turn, I compare the lesion with the liver."
-            if request.schema is not None or request.json_object:
-                answer = f"{reasoning}\n\n```json\n{answer}\n```"
-            else:
-                answer = f"{reasoning} {answer}"
-
-        if fault == "truncated_content":
-            return answer[: max(1, len(answer) // 2)], "length"
-        if request.max_tokens is not None and _estimate_tokens(answer) > request.max_tokens:
-            return answer[: request.max_tokens * CHARS_PER_TOKEN], "length"
-        return answer, "stop"
 
 
 def _is_real(value: Any) -> bool:

@@ -41,13 +41,33 @@ class ReaderResponse:
     input_tokens: int = 0
     output_tokens: int = 0
     raw: dict[str, Any] | None = None
+    refusal: str | None = None
+    """The ``message.refusal`` text an OpenAI-compatible endpoint sent in place of content."""
 
 
 class ReaderCallError(Exception):
     """A call that failed for reasons outside the answer: network, server or rate limit.
 
     The sweep records it as an ``infra_failure`` attempt and never caches it.
+    ``kind`` is one of :data:`study.store.ATTEMPT_KINDS`; ``retryable`` says
+    whether the same request may succeed when sent again; ``retry_after_s`` is
+    the server's ``Retry-After``, when it sent one.
     """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        kind: str = "reader_error",
+        status: int | None = None,
+        retryable: bool = False,
+        retry_after_s: float | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.status = status
+        self.retryable = retryable
+        self.retry_after_s = retry_after_s
 
 
 class Reader(TypingProtocol):

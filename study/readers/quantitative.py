@@ -4,10 +4,12 @@ For each sequence shown, the reader measures on the rendered 8-bit image the
 mean of the lesion core, of its outer band, of a thin ring just outside it
 (where a capsule would be) and of the liver around it, as contrasts in units
 of the display range (0 to 1). Each feature is a threshold rule on one such
-measurement. ``zero_shot`` uses the fixed thresholds below; ``few_shot`` moves
-each threshold to the midpoint between the exemplars' mean measurement with
-and without the feature; ``chain_of_thought`` writes its measurements before
-the JSON answer. A feature whose sequences were not shown is ``indeterminate``.
+measurement. Without exemplars the fixed thresholds below apply; a strategy
+with exemplars (``few_shot``) moves each threshold to the midpoint between the
+exemplars' mean measurement with and without the feature; a strategy that asks
+for reasoning (``chain_of_thought``) gets the measurements before the JSON
+answer. A feature whose sequences were not shown is ``indeterminate``, and so
+is every feature under a strategy that shows no images (``no_image``).
 
 The reader uses the rendered lesion mask to know where the lesion is, as a
 reader told "the lesion at the centre" would; it sees no other data.
@@ -128,7 +130,7 @@ def measurements(images) -> dict[str, float]:
 
 def _fit_thresholds(request: ReadRequest) -> dict[str, float]:
     thresholds = {feature: rule[1] for feature, rule in _RULES.items()}
-    if request.strategy != "few_shot" or not request.exemplars:
+    if not request.exemplars:
         return thresholds
     measured = [(measurements(ex.images), ex.answers) for ex in request.exemplars]
     for feature, (name, _, _) in _RULES.items():
@@ -175,7 +177,8 @@ class QuantitativeReader:
     def read(self, request: ReadRequest) -> ReaderResponse:
         """Measure the images and answer each feature by its rule."""
         started = time.perf_counter()
-        values = measurements(request.images)
+        # The no-image control measures nothing, so every feature is indeterminate.
+        values = measurements(request.images if request.prompt.shows_images else ())
         thresholds = _fit_thresholds(request)
         answers = {}
         for feature in request.features:
@@ -194,7 +197,7 @@ class QuantitativeReader:
             }
 
         body = json.dumps({"features": answers}, sort_keys=True)
-        if request.strategy == "chain_of_thought":
+        if request.prompt.asks_reasoning:
             lines = [f"{name} = {value:+.3f}" for name, value in sorted(values.items())]
             text = (
                 "Measurements (display units):\n"
