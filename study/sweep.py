@@ -1,34 +1,56 @@
 """The sweep: every cell of a registered protocol, scheduled by Optuna, logged to MLflow.
 
-Optuna hands out cells as points of a grid over cell ids from a journal file
-storage, so the schedule itself is a record on disk. Each run of a protocol
-gets a new MLflow parent run and a new Optuna study named after it; answers
-already in the response store are reused, so running a protocol again makes
-no new reader calls.
+``run_protocol`` starts a sweep, or resumes the newest unfinished sweep of the
+same protocol and cohort. A run killed at any moment and started again skips
+the cells it finished and reruns the others. It reuses every stored response,
+so no paid call is repeated and no row is duplicated. With ``workers`` above one,
+that many processes on this machine share the cells; ``run_worker`` joins a
+sweep from another machine through a shared PostgreSQL storage.
 """
 
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import os
+import signal
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import optuna
 import pandas as pd
-from optuna.storages import JournalStorage
-from optuna.storages.journal import JournalFileBackend
+from mlflow.exceptions import MlflowException
 
-from study.cells import PREDICTION_COLUMNS, SweepContext, run_cell
+from study.cells import SweepContext, run_cell
 from study.data.cohort import cohort_sha256, load_cohort
+from study.errors import UserInputError
 from study.grid import Cell, expand_grid
-from study.protocol import cohort_path, load_protocol
+from study.protocol import cohort_path, load_protocol, protocol_sha256
 from study.readers import make_reader
-from study.registration import check_registration, deviation_dicts
+from study.registration import check_registration, deviation_dicts, git_commit
+from study.scheduling import (
+    create_or_load_study,
+    grant_attempts,
+    open_storage,
+    progress,
+    requeue_stale_trials,
+    work,
+)
 from study.store import ResponseStore
 from study.tracking import Tracking, reference_table
 
 logger = logging.getLogger(__name__)
+
+MAX_ATTEMPTS = 3
+"""Attempts per cell before a sweep gives up on it and ends as failed."""
+
+RETRY_ON = (OSError, TimeoutError, MlflowException)
+"""Errors in a cell worth another attempt: file, network and tracking-server trouble."""
+
+CRASH_ENV = "VLMSTUDY_CRASH_AT"
+"""Environment variable naming a crash point, for tests that kill a run mid-way."""
 
 
 def state_dir() -> Path:
@@ -39,6 +61,38 @@ def state_dir() -> Path:
     return Path(os.environ.get("VLMSTUDY_HOME", ".vlmstudy")).resolve()
 
 
+def crash_point(name: str) -> None:
+    """Kill this process with SIGKILL when ``VLMSTUDY_CRASH_AT`` names this point.
+
+    The value is ``name`` or ``name:N`` (crash on the N-th time the point is
+    reached). It exists so tests can prove that a run killed at any moment
+    resumes correctly; nothing else sets it.
+    """
+    wanted = os.environ.get(CRASH_ENV)
+    if not wanted:
+        return
+    point, _, count = wanted.partition(":")
+    if point != name:
+        return
+    reached = _CRASH_COUNTS[name] = _CRASH_COUNTS.get(name, 0) + 1
+    if reached >= int(count or 1):
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+_CRASH_COUNTS: dict[str, int] = {}
+
+
+@dataclass(frozen=True)
+class CellReport:
+    """A finished cell, for progress display: its counts and the sweep's position."""
+
+    cell: Cell
+    done: int
+    total: int
+    calls: int
+    cost_usd: float
+
+
 @dataclass(frozen=True)
 class SweepResult:
     """The parent run id, tracking URI and predictions of a finished sweep."""
@@ -46,61 +100,40 @@ class SweepResult:
     run_id: str
     tracking_uri: str
     predictions: pd.DataFrame
+    resumed: bool
 
 
-def run_protocol(
-    protocol_file: Path,
-    *,
-    tracking_uri: str | None = None,
-    deviation: str | None = None,
-    on_cell_done=None,
-) -> SweepResult:
-    """Run every cell of a registered protocol and return the parent run.
+class _Worker:
+    """Everything one process needs to run cells of one sweep."""
 
-    Parameters
-    ----------
-    protocol_file
-        The protocol YAML; it must have been registered.
-    tracking_uri
-        MLflow tracking URI; defaults to ``MLFLOW_TRACKING_URI`` or ``sqlite:///mlruns.db``.
-    deviation
-        The reason for running a protocol or cohort that changed since registration.
-    on_cell_done
-        Called with ``(cell, done, total)`` after each cell, for progress display.
-    """
-    protocol_file = Path(protocol_file)
-    protocol = load_protocol(protocol_file)
-    cohort_dir = cohort_path(protocol, protocol_file)
-    cohort = load_cohort(cohort_dir)
-    registration, deviations = check_registration(
-        protocol_file, cohort_sha256=cohort_sha256(cohort_dir), deviation=deviation
-    )
-    readers = {spec.name: make_reader(spec) for spec in protocol.grid.readers}
-    cells = expand_grid(protocol)
-    cells_by_id = {cell.cell_id: cell for cell in cells}
+    def __init__(self, protocol_file: Path, parent_id: str, tracking_uri: str | None) -> None:
+        self.protocol = load_protocol(protocol_file)
+        self.cohort = load_cohort(cohort_path(self.protocol, protocol_file))
+        readers = {spec.name: make_reader(spec) for spec in self.protocol.grid.readers}
+        self.cells = {cell.cell_id: cell for cell in expand_grid(self.protocol)}
+        self.tracking = Tracking(tracking_uri)
+        self.parent_id = parent_id
+        self.experiment_id = self.tracking.experiment_id(self.protocol.id)
+        store = ResponseStore(state_dir() / "responses.sqlite")
+        sha256 = self.tracking.parent_tags(parent_id)["vlmstudy.protocol_sha256"]
+        self.context = SweepContext(self.protocol, sha256, self.cohort, readers, store, parent_id)
+        self.reference = reference_table(self.cohort.reads)
+        self.last_counts = (0, 0.0)
 
-    home = state_dir()
-    store = ResponseStore(home / "responses.sqlite")
-    tracking = Tracking(tracking_uri)
-    patients = cohort.patients()
-    parent_id = tracking.start_parent(
-        protocol_id=protocol.id,
-        protocol_file=protocol_file,
-        registration=registration,
-        deviations=deviation_dicts(deviations),
-        tables={"reads": cohort.reads, "pathology": cohort.pathology, "patients": patients},
-        n_cells=len(cells),
-    )
-    experiment_id = tracking.experiment_id(protocol.id)
-    context = SweepContext(
-        protocol, registration["protocol_sha256"], cohort, readers, store, parent_id
-    )
-    reference = reference_table(cohort.reads)
-    tables: list[pd.DataFrame] = []
-
-    def objective(trial: optuna.Trial) -> float:
-        cell: Cell = cells_by_id[trial.suggest_categorical("cell_id", list(cells_by_id))]
-        predictions, records = run_cell(context, cell)
+    def run_cell(self, cell_id: str) -> float:
+        """Run one cell and log it, unless a finished child run of that cell exists."""
+        cell: Cell = self.cells[cell_id]
+        if self.tracking.finished_child(self.experiment_id, self.parent_id, cell_id):
+            self.last_counts = (0, 0.0)
+            return 1.0
+        crash_point("cell_start")
+        predictions, records = run_cell(self.context, cell)
+        crash_point("cell_read")
+        fresh = predictions[~predictions["cached"].astype(bool)]
+        self.last_counts = (
+            int(fresh["request_sha256"].nunique()),
+            float(fresh["cost_usd"].fillna(0.0).sum()),
+        )
         prompts = [
             {
                 "lesion_id": record.rows[0]["lesion_id"],
@@ -110,30 +143,225 @@ def run_protocol(
             }
             for record in records
         ]
-        child_id = tracking.log_cell(
-            parent_id, experiment_id, cell, predictions, reference, prompts
+        self.tracking.log_cell(
+            self.parent_id, self.experiment_id, cell, predictions, self.reference, prompts
         )
-        trial.set_user_attr("mlflow_run_id", child_id)
-        tables.append(predictions)
-        if on_cell_done is not None:
-            on_cell_done(cell, len(tables), len(cells))
+        crash_point("cell_logged")
         return float((predictions["outcome"] == "valid").mean())
 
-    journal = home / "optuna" / f"{protocol.id}.journal"
-    journal.parent.mkdir(parents=True, exist_ok=True)
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(
-        study_name=parent_id,
-        storage=JournalStorage(JournalFileBackend(str(journal))),
-        sampler=optuna.samplers.GridSampler({"cell_id": list(cells_by_id)}, seed=0),
-        direction="maximize",
-    )
-    study.optimize(objective, n_trials=len(cells))
 
-    combined = (
-        pd.concat(tables, ignore_index=True)
-        if tables
-        else pd.DataFrame(columns=list(PREDICTION_COLUMNS))
+def _journal(protocol_id: str) -> Path:
+    return state_dir() / "optuna" / f"{protocol_id}.journal"
+
+
+def _worker_process(
+    protocol_file: str, parent_id: str, tracking_uri: str | None, storage_url: str | None
+) -> None:
+    worker = _Worker(Path(protocol_file), parent_id, tracking_uri)
+    storage = open_storage(storage_url, _journal(worker.protocol.id))
+    study = create_or_load_study(storage, parent_id, list(worker.cells))
+    work(study, list(worker.cells), worker.run_cell, max_attempts=MAX_ATTEMPTS, retry_on=RETRY_ON)
+
+
+def run_protocol(
+    protocol_file: Path,
+    *,
+    tracking_uri: str | None = None,
+    deviation: str | None = None,
+    workers: int = 1,
+    storage_url: str | None = None,
+    on_cell_done: Callable[[CellReport], None] | None = None,
+) -> SweepResult:
+    """Run, or resume, every cell of a registered protocol and return the parent run.
+
+    Parameters
+    ----------
+    protocol_file
+        The protocol YAML; it must have been registered.
+    tracking_uri
+        MLflow tracking URI; defaults to ``MLFLOW_TRACKING_URI`` or ``sqlite:///mlruns.db``.
+    deviation
+        The reason for running a protocol or cohort that changed since registration.
+    workers
+        Processes on this machine that run cells at the same time.
+    storage_url
+        A database URL for Optuna's storage, shared with ``vlmstudy worker`` on
+        other machines; by default a journal file under the state folder.
+    on_cell_done
+        Called with a :class:`CellReport` after each cell this process finishes.
+    """
+    protocol_file = Path(protocol_file)
+    protocol = load_protocol(protocol_file)
+    cohort_dir = cohort_path(protocol, protocol_file)
+    load_cohort(cohort_dir)
+    cohort_hash = cohort_sha256(cohort_dir)
+    registration, deviations = check_registration(
+        protocol_file, cohort_sha256=cohort_hash, deviation=deviation
     )
-    tracking.finish_parent(parent_id, combined)
-    return SweepResult(parent_id, tracking.tracking_uri, combined)
+    for spec in protocol.grid.readers:
+        try:
+            make_reader(spec)  # checks API keys and settings before any run is created
+        except UserInputError as error:
+            raise UserInputError(f"{protocol_file}: {error}") from None
+    cells = expand_grid(protocol)
+    current_sha256 = protocol_sha256(protocol_file)
+
+    tracking = Tracking(tracking_uri)
+    parent_id = tracking.find_unfinished_sweep(protocol.id, current_sha256, cohort_hash)
+    resumed = parent_id is not None
+    if parent_id is None:
+        cohort = load_cohort(cohort_dir)
+        parent_id = tracking.start_parent(
+            protocol_id=protocol.id,
+            protocol_file=protocol_file,
+            protocol_sha256=current_sha256,
+            cohort_sha256=cohort_hash,
+            git_commit=git_commit(protocol_file.resolve().parent),
+            registration=registration,
+            deviations=deviation_dicts(deviations),
+            tables={
+                "reads": cohort.reads,
+                "pathology": cohort.pathology,
+                "patients": cohort.patients(),
+            },
+            n_cells=len(cells),
+        )
+    else:
+        logger.warning("resuming the unfinished sweep %s of protocol %s", parent_id, protocol.id)
+    crash_point("parent_created")
+
+    storage = open_storage(storage_url, _journal(protocol.id))
+    study = create_or_load_study(storage, parent_id, [cell.cell_id for cell in cells])
+    study.set_user_attr("protocol_id", protocol.id)
+    study.set_user_attr("protocol_sha256", current_sha256)
+    if resumed and storage_url is None:
+        requeue_stale_trials(study)
+    _requeue_exhausted(study, [cell.cell_id for cell in cells])
+
+    try:
+        _run_workers(
+            protocol_file, parent_id, tracking_uri, storage_url, workers, study, cells, on_cell_done
+        )
+    except BaseException:
+        tracking.fail_parent(parent_id)
+        raise
+
+    state = progress(study, [cell.cell_id for cell in cells], MAX_ATTEMPTS)
+    from analysis.records import load_predictions
+
+    predictions = load_predictions(
+        parent_id, tracking_uri=tracking.tracking_uri, require_finished=False
+    )
+    if state.exhausted:
+        tracking.fail_parent(parent_id)
+        raise RuntimeError(
+            f"{len(state.exhausted)} cell(s) failed {MAX_ATTEMPTS} times: "
+            f"{', '.join(state.exhausted)}; see the log above, fix the cause, "
+            "and run again to resume."
+        )
+    crash_point("before_finish")
+    tracking.finish_parent(parent_id, predictions)
+    return SweepResult(parent_id, tracking.tracking_uri, predictions, resumed)
+
+
+def _requeue_exhausted(study: optuna.Study, cell_ids: list[str]) -> None:
+    # A new invocation gives cells that ran out of attempts a fresh set of attempts.
+    for cell_id in progress(study, cell_ids, MAX_ATTEMPTS).exhausted:
+        grant_attempts(study, cell_id)
+        study.enqueue_trial({"cell_id": cell_id})
+
+
+def _run_workers(
+    protocol_file: Path,
+    parent_id: str,
+    tracking_uri: str | None,
+    storage_url: str | None,
+    workers: int,
+    study: optuna.Study,
+    cells: list[Cell],
+    on_cell_done: Callable[[CellReport], None] | None,
+) -> None:
+    context = multiprocessing.get_context("spawn")
+    helpers = [
+        context.Process(
+            target=_worker_process,
+            args=(str(protocol_file), parent_id, tracking_uri, storage_url),
+            daemon=True,
+        )
+        for _ in range(max(0, workers - 1))
+    ]
+    for helper in helpers:
+        helper.start()
+
+    worker = _Worker(protocol_file, parent_id, tracking_uri)
+    cells_by_id = {cell.cell_id: cell for cell in cells}
+    cell_ids = list(cells_by_id)
+
+    def done(cell_id: str) -> None:
+        if on_cell_done is not None:
+            state = progress(study, cell_ids, MAX_ATTEMPTS)
+            calls, cost = worker.last_counts
+            on_cell_done(
+                CellReport(cells_by_id[cell_id], state.complete + 1, state.total, calls, cost)
+            )
+
+    while True:
+        work(
+            study,
+            cell_ids,
+            worker.run_cell,
+            max_attempts=MAX_ATTEMPTS,
+            on_done=done,
+            retry_on=RETRY_ON,
+        )
+        state = progress(study, cell_ids, MAX_ATTEMPTS)
+        alive = [helper for helper in helpers if helper.is_alive()]
+        if state.running == 0 and state.remaining == 0:
+            break
+        if not alive and storage_url is None:
+            # Every local worker stopped, so the cells still marked running were orphaned.
+            requeue_stale_trials(study)
+            continue
+        time.sleep(1.0)
+
+    for helper in helpers:
+        helper.join(timeout=60)
+
+
+def run_worker(
+    protocol_file: Path,
+    *,
+    storage_url: str,
+    run_id: str | None = None,
+    tracking_uri: str | None = None,
+) -> int:
+    """Join a running sweep from this machine and run cells until none is left.
+
+    Returns the number of cells this worker ran.
+    """
+    protocol = load_protocol(protocol_file)
+    storage = open_storage(storage_url, _journal(protocol.id))
+    if run_id is None:
+        summaries = [
+            summary
+            for summary in optuna.get_all_study_summaries(storage, include_best_trial=False)
+            if summary.user_attrs.get("protocol_id") == protocol.id
+        ]
+        if not summaries:
+            raise UserInputError(
+                f"{protocol_file}: no sweep of this protocol in the Optuna storage; start one "
+                "with 'vlmstudy run PROTOCOL --storage URL' first, then start workers."
+            )
+        run_id = max(summaries, key=lambda item: item.datetime_start).study_name
+    worker = _Worker(Path(protocol_file), run_id, tracking_uri)
+    study = create_or_load_study(storage, run_id, list(worker.cells))
+    ran: list[str] = []
+    work(
+        study,
+        list(worker.cells),
+        worker.run_cell,
+        max_attempts=MAX_ATTEMPTS,
+        on_done=ran.append,
+        retry_on=RETRY_ON,
+    )
+    return len(ran)

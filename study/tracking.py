@@ -26,6 +26,12 @@ from study.lirads import FEATURES
 
 DEFAULT_TRACKING_URI = "sqlite:///mlruns.db"
 PARENT_RUN_ID_TAG = "mlflow.parentRunId"
+_INHERITED_TAGS = (
+    "vlmstudy.protocol_id",
+    "vlmstudy.protocol_sha256",
+    "vlmstudy.cohort_sha256",
+    "vlmstudy.git_commit",
+)
 
 
 def resolve_tracking_uri(tracking_uri: str | None) -> str:
@@ -34,8 +40,11 @@ def resolve_tracking_uri(tracking_uri: str | None) -> str:
 
 
 def _artifact_location(tracking_uri: str) -> str | None:
-    # A local store keeps artifacts beside the database, under ./mlartifacts.
-    if tracking_uri.startswith("sqlite:") or tracking_uri.startswith("file:"):
+    # A local SQLite store keeps artifacts beside the database file, under mlartifacts/.
+    if tracking_uri.startswith("sqlite:///"):
+        database = Path(tracking_uri.removeprefix("sqlite:///"))
+        return (database.resolve().parent / "mlartifacts").as_uri()
+    if tracking_uri.startswith("file:"):
         return (Path.cwd() / "mlartifacts").resolve().as_uri()
     return None
 
@@ -58,11 +67,50 @@ class Tracking:
             name, artifact_location=_artifact_location(self.tracking_uri)
         )
 
+    def log_registration(self, record: dict[str, Any]) -> str:
+        """Log a registration record as a finished run of the protocol's experiment.
+
+        Registering an unchanged protocol again logs nothing new: the run of
+        the same protocol hash and registration time is reused.
+        """
+        experiment_id = self.experiment_id(record["protocol_id"])
+        existing = self.client.search_runs(
+            [experiment_id],
+            filter_string=(
+                "tags.`vlmstudy.role` = 'registration' "
+                f"and tags.`vlmstudy.protocol_sha256` = '{record['protocol_sha256']}' "
+                f"and tags.`vlmstudy.registered_at` = '{record['registered_at']}'"
+            ),
+            max_results=1,
+        )
+        if existing:
+            return existing[0].info.run_id
+        tags = {
+            "vlmstudy.role": "registration",
+            "vlmstudy.protocol_id": record["protocol_id"],
+            "vlmstudy.protocol_sha256": record["protocol_sha256"],
+            "vlmstudy.cohort_sha256": record["cohort_sha256"],
+            "vlmstudy.registered_at": record["registered_at"],
+            "vlmstudy.git_commit": record["git_commit"],
+        }
+        run = self.client.create_run(
+            experiment_id, run_name=f"{record['protocol_id']} registration", tags=tags
+        )
+        with tempfile.TemporaryDirectory() as folder:
+            path = Path(folder) / "registration.json"
+            path.write_text(json.dumps(record, indent=2))
+            self.client.log_artifact(run.info.run_id, str(path))
+        self.client.set_terminated(run.info.run_id, "FINISHED")
+        return run.info.run_id
+
     def start_parent(
         self,
         *,
         protocol_id: str,
         protocol_file: Path,
+        protocol_sha256: str,
+        cohort_sha256: str,
+        git_commit: str,
         registration: dict[str, Any],
         deviations: list[dict[str, Any]],
         tables: dict[str, pd.DataFrame],
@@ -73,9 +121,11 @@ class Tracking:
         tags = {
             "vlmstudy.role": "sweep",
             "vlmstudy.protocol_id": protocol_id,
-            "vlmstudy.protocol_sha256": registration["protocol_sha256"],
-            "vlmstudy.cohort_sha256": registration["cohort_sha256"],
-            "vlmstudy.git_commit": registration["git_commit"],
+            "vlmstudy.protocol_sha256": protocol_sha256,
+            "vlmstudy.registered_protocol_sha256": registration["protocol_sha256"],
+            "vlmstudy.cohort_sha256": cohort_sha256,
+            "vlmstudy.git_commit": git_commit,
+            "vlmstudy.registered_git_commit": registration["git_commit"],
             "vlmstudy.deviations": str(len(deviations)),
         }
         run = self.client.create_run(experiment_id, run_name=f"{protocol_id} sweep", tags=tags)
@@ -84,8 +134,8 @@ class Tracking:
             run_id,
             params=[
                 Param("protocol_id", protocol_id),
-                Param("protocol_sha256", registration["protocol_sha256"]),
-                Param("cohort_sha256", registration["cohort_sha256"]),
+                Param("protocol_sha256", protocol_sha256),
+                Param("cohort_sha256", cohort_sha256),
                 Param("n_cells", str(n_cells)),
             ],
         )
@@ -115,6 +165,11 @@ class Tracking:
             PARENT_RUN_ID_TAG: parent_run_id,
             "vlmstudy.role": "cell",
             "vlmstudy.cell_id": cell.cell_id,
+            **{
+                key: value
+                for key, value in self.parent_tags(parent_run_id).items()
+                if key in _INHERITED_TAGS
+            },
         }
         name = f"{cell.reader.name} | {cell.strategy} | {cell.sequences_label} | r{cell.replicate}"
         child = self.client.create_run(experiment_id, run_name=name, tags=tags)
@@ -137,6 +192,55 @@ class Tracking:
             self.client.log_artifacts(child_id, folder)
         self.client.set_terminated(child_id, "FINISHED")
         return child_id
+
+    def parent_tags(self, run_id: str) -> dict[str, str]:
+        """Return the tags of a parent run (cached: they do not change during a sweep)."""
+        cache = self.__dict__.setdefault("_parent_tags", {})
+        if run_id not in cache:
+            cache[run_id] = dict(self.client.get_run(run_id).data.tags)
+        return cache[run_id]
+
+    def find_unfinished_sweep(
+        self, protocol_id: str, protocol_sha256: str, cohort_sha256: str
+    ) -> str | None:
+        """Return the newest parent run of this protocol and cohort that did not finish."""
+        experiment = self.client.get_experiment_by_name(f"vlmstudy-{protocol_id}")
+        if experiment is None:
+            return None
+        runs = self.client.search_runs(
+            [experiment.experiment_id],
+            filter_string=(
+                "tags.`vlmstudy.role` = 'sweep' and attributes.status != 'FINISHED' "
+                f"and tags.`vlmstudy.protocol_sha256` = '{protocol_sha256}' "
+                f"and tags.`vlmstudy.cohort_sha256` = '{cohort_sha256}'"
+            ),
+            order_by=["attributes.start_time DESC"],
+            max_results=1,
+        )
+        return runs[0].info.run_id if runs else None
+
+    def finished_child(self, experiment_id: str, parent_run_id: str, cell_id: str) -> str | None:
+        """Return the finished child run of a cell, marking unfinished ones as killed."""
+        runs = self.client.search_runs(
+            [experiment_id],
+            filter_string=(
+                f"tags.mlflow.parentRunId = '{parent_run_id}' "
+                f"and tags.`vlmstudy.cell_id` = '{cell_id}'"
+            ),
+            order_by=["attributes.start_time DESC"],
+        )
+        finished = None
+        for run in runs:
+            if run.info.status == "FINISHED" and finished is None:
+                finished = run.info.run_id
+            elif run.info.status == "RUNNING":
+                # A worker was killed while logging this child; its artifacts are incomplete.
+                self.client.set_terminated(run.info.run_id, "KILLED")
+        return finished
+
+    def fail_parent(self, run_id: str) -> None:
+        """Mark a parent run as failed, so the next run of the protocol resumes it."""
+        self.client.set_terminated(run_id, "FAILED")
 
     def finish_parent(self, run_id: str, predictions: pd.DataFrame) -> None:
         """Log the sweep's totals and close the parent run."""
