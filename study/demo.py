@@ -8,8 +8,9 @@ from pathlib import Path
 from study.data.cohort import cohort_sha256, load_cohort
 from study.errors import UserInputError
 from study.protocol import cohort_path, load_protocol
-from study.registration import register
-from study.sweep import run_protocol
+from study.registration import register, registration_path
+from study.sweep import run_protocol, state_dir
+from study.tracking import Tracking
 
 
 @dataclass(frozen=True)
@@ -17,6 +18,8 @@ class DemoOutcome:
     """The cohort folder, MLflow store, run id and report file the demo wrote."""
 
     cohort_dir: Path
+    registration: Path
+    state_dir: Path
     tracking_uri: str
     run_id: str
     report_html: Path
@@ -27,12 +30,12 @@ def run_demo(
 ) -> DemoOutcome:
     """Build the phantom cohort if needed, register and run the protocol, and write the report."""
     from analysis.records import load_run_records
-    from analysis.report import build_report
+    from analysis.report import build_report, log_report
     from study.data.phantom import build_phantom
 
     protocol_file = Path(protocol_file)
     protocol = load_protocol(protocol_file)
-    cohort_dir = cohort_path(protocol, protocol_file)
+    cohort_dir = cohort_path(protocol, protocol_file, must_exist=False)
     if not (cohort_dir / "manifest.csv").is_file():
         if protocol.cohort.phantom is None:
             raise UserInputError(
@@ -43,7 +46,8 @@ def run_demo(
         phantom = protocol.cohort.phantom
         build_phantom(cohort_dir, patients=phantom.patients, seed=phantom.seed)
     load_cohort(cohort_dir)
-    register(protocol_file, cohort_sha256=cohort_sha256(cohort_dir))
+    record = register(protocol_file, cohort_sha256=cohort_sha256(cohort_dir))
+    Tracking(tracking_uri).log_registration(record)
 
     result = run_protocol(protocol_file, tracking_uri=tracking_uri, on_cell_done=on_cell_done)
     records = load_run_records(result.run_id, tracking_uri=result.tracking_uri)
@@ -54,4 +58,12 @@ def run_demo(
         n_resamples=protocol.analysis.bootstrap_resamples,
         seed=protocol.analysis.seed,
     )
-    return DemoOutcome(cohort_dir, result.tracking_uri, result.run_id, paths.html)
+    log_report(result.run_id, out_dir, tracking_uri=result.tracking_uri)
+    return DemoOutcome(
+        cohort_dir,
+        registration_path(protocol_file).resolve(),
+        state_dir(),
+        result.tracking_uri,
+        result.run_id,
+        paths.html.resolve(),
+    )

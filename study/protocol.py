@@ -20,9 +20,16 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from study.errors import UserInputError
 from study.lirads import FEATURES, SEQUENCES
+from study.prompts.spec import (
+    EXEMPLAR_RULES,
+    STRATEGY_NAME_PATTERN,
+    PromptsSpec,
+    known_strategy_names,
+    shipped_strategies,
+)
 
-STRATEGIES: tuple[str, ...] = ("zero_shot", "few_shot", "chain_of_thought")
-"""Prompt strategies the sweep can run."""
+STRATEGIES: tuple[str, ...] = tuple(shipped_strategies())
+"""Prompt strategies shipped with the package; a protocol may define more under ``prompts``."""
 
 
 class _Strict(BaseModel):
@@ -56,16 +63,27 @@ class SimulatedReaderSpec(_Strict):
     kind: Literal["simulated"]
     name: str
     seed: int = 0
-    error_rates: dict[str, float] = Field(default_factory=lambda: {"default": 0.15})
+    # Per feature (or "default"): one rate, or rates by strategy (or "default").
+    error_rates: dict[str, float | dict[str, float]] = Field(
+        default_factory=lambda: {"default": 0.15}
+    )
 
     @field_validator("error_rates")
     @classmethod
-    def _rates_are_probabilities(cls, rates: dict[str, float]) -> dict[str, float]:
-        for key, rate in rates.items():
+    def _rates_are_probabilities(
+        cls, rates: dict[str, float | dict[str, float]]
+    ) -> dict[str, float | dict[str, float]]:
+        for key, entry in rates.items():
             if key != "default" and key not in FEATURES:
                 raise ValueError(f"unknown feature {key!r}; use 'default' or a feature name")
-            if not 0.0 <= rate <= 1.0:
-                raise ValueError(f"error rate for {key!r} is {rate}; give a probability in [0, 1]")
+            by_strategy = entry if isinstance(entry, dict) else {"default": entry}
+            # Strategy names are not checked here, because a protocol may define its own.
+            for strategy, rate in by_strategy.items():
+                if not 0.0 <= rate <= 1.0:
+                    raise ValueError(
+                        f"error rate for {key!r} ({strategy}) is {rate}; "
+                        "give a probability in [0, 1]"
+                    )
         return rates
 
 
@@ -82,6 +100,25 @@ class OpenAIReaderSpec(_Strict):
     timeout_s: float = Field(120.0, gt=0)
     image_detail: Literal["low", "high", "auto"] = "auto"
 
+    @field_validator("base_url")
+    @classmethod
+    def _http_url(cls, url: str) -> str:
+        if urlparse(url).scheme not in ("http", "https") or not urlparse(url).hostname:
+            raise ValueError(
+                f"base_url {url!r} is not an http(s) URL; write it in full, "
+                "e.g. http://127.0.0.1:8000/v1"
+            )
+        return url
+
+    # Provider limits per request, checked at registration (study.prompts.check_request_limits).
+    max_images_per_request: int | None = Field(None, ge=1)
+    max_request_bytes: int | None = Field(None, ge=1)
+    requests_per_minute: int | None = Field(None, ge=1)
+    tokens_per_minute: int | None = Field(None, ge=1)
+    backoff_initial_s: float = Field(1.0, gt=0)
+    backoff_max_s: float = Field(60.0, gt=0)
+    structured_output: Literal["auto", "json_schema", "prompt"] = "auto"
+
 
 ReaderSpec = Annotated[
     QuantitativeReaderSpec | SimulatedReaderSpec | OpenAIReaderSpec, Field(discriminator="kind")
@@ -92,7 +129,7 @@ class GridSpec(_Strict):
     """The grid of cells: every reader × strategy × sequence combination × replicate."""
 
     readers: list[ReaderSpec] = Field(min_length=1)
-    strategies: list[Literal["zero_shot", "few_shot", "chain_of_thought"]] = Field(min_length=1)
+    strategies: list[Annotated[str, Field(pattern=STRATEGY_NAME_PATTERN)]] = Field(min_length=1)
     sequences: list[list[str]] = Field(min_length=1)
     replicates: int = Field(1, ge=1)
 
@@ -127,6 +164,7 @@ class FewShotSpec(_Strict):
 
     k: int = Field(2, ge=1, le=8)
     seed: int = 0
+    rule: Literal[EXEMPLAR_RULES] = "random"
 
 
 class DecodingSpec(_Strict):
@@ -144,7 +182,7 @@ class RenderingSpec(_Strict):
     size: int = Field(256, ge=32, le=2048)
     margin: float = Field(1.0, ge=0.0)
     window: tuple[float, float] = (1.0, 99.0)
-    mark: Literal["none", "box"] = "none"
+    mark: Literal["none", "box", "arrow"] = "none"
 
     @field_validator("window")
     @classmethod
@@ -165,6 +203,23 @@ class AnalysisSpec(_Strict):
     confidence: float = Field(0.95, gt=0.5, lt=1.0)
     indeterminate_as: Literal["absent", "missing"] = "absent"
     failures_as: Literal["wrong", "missing"] = "wrong"
+    noninferiority_margin: float = Field(0.1, gt=0.0, lt=1.0)
+    multiplicity: Literal[
+        "bonferroni", "holm", "hochberg", "sidak", "sidak_stepdown", "bh", "by", "none"
+    ] = "holm"
+
+
+class PriceSpec(_Strict):
+    """List price of one model, in US dollars per million tokens."""
+
+    input_per_million: float = Field(ge=0)
+    output_per_million: float = Field(ge=0)
+
+
+class BudgetSpec(_Strict):
+    """The most one ``vlmstudy run`` may spend on new model calls, in US dollars."""
+
+    max_cost_usd: float | None = Field(None, gt=0)
 
 
 class PrivacySpec(_Strict):
@@ -173,12 +228,100 @@ class PrivacySpec(_Strict):
     external_endpoints_allowed: bool = False
 
 
+class TuneRange(_Strict):
+    """One tunable setting: a range from ``low`` to ``high``, or a list of ``choices``."""
+
+    low: float | None = None
+    high: float | None = None
+    choices: list[float | int | str] | None = None
+
+    @model_validator(mode="after")
+    def _range_or_choices(self) -> TuneRange:
+        has_range = self.low is not None and self.high is not None
+        if has_range == (self.choices is not None):
+            raise ValueError("give either 'low' and 'high', or 'choices'")
+        if has_range and self.low > self.high:
+            raise ValueError(f"low {self.low} is above high {self.high}")
+        return self
+
+
+TUNABLES = ("few_shot.k", "rendering.size", "rendering.window_low", "rendering.window_high")
+"""Settings ``vlmstudy tune`` may vary."""
+
+
+class TuneSpec(_Strict):
+    """The exploratory tuning of ``vlmstudy tune``, run on the development split only."""
+
+    split: str = "development"
+    reader: str
+    strategy: str = "few_shot"
+    sequences: list[str]
+    n_trials: int = Field(20, ge=1, le=10000)
+    seed: int = 0
+    metric: Literal["accuracy", "kappa"] = "accuracy"
+    space: dict[str, TuneRange] = Field(min_length=1)
+
+    @field_validator("split")
+    @classmethod
+    def _development_only(cls, split: str) -> str:
+        if split != "development":
+            raise ValueError(
+                f"tune.split is {split!r}; tuning runs on the development split only, so that "
+                "the evaluation split stays untouched for the confirmatory analysis"
+            )
+        return split
+
+    @field_validator("space")
+    @classmethod
+    def _known_tunables(cls, space: dict[str, TuneRange]) -> dict[str, TuneRange]:
+        unknown = [name for name in space if name not in TUNABLES]
+        if unknown:
+            raise ValueError(f"unknown tunable(s) {unknown}; tunable: {', '.join(TUNABLES)}")
+        return space
+
+
+class HypothesisSpec(_Strict):
+    """One preregistered hypothesis, answered in the report's hypotheses section."""
+
+    id: str
+    statement: str
+    confirmatory: bool = True
+    endpoint: Literal["kappa", "ac1", "accuracy", "noninferiority"]
+    features: list[str] = Field(min_length=1)
+    contrast: dict[str, str | int] = Field(default_factory=dict)
+    test: str | None = None
+    alpha: float = Field(0.05, gt=0.0, lt=1.0)
+    direction: Literal["greater", "less", "two-sided"] = "greater"
+    null_value: float = 0.0
+    margin: float | None = Field(None, gt=0.0, lt=1.0)
+
+    @field_validator("features")
+    @classmethod
+    def _known_hypothesis_features(cls, names: list[str]) -> list[str]:
+        unknown = [name for name in names if name not in FEATURES]
+        if unknown:
+            raise ValueError(f"unknown feature(s) {unknown}; known features: {', '.join(FEATURES)}")
+        return names
+
+
+class DataStatusSpec(_Strict):
+    """Whether the data existed, and had been looked at, when the protocol was registered."""
+
+    data_existed: bool
+    data_examined: bool
+    notes: str = ""
+
+
 class Protocol(_Strict):
     """A preregistered study protocol."""
 
     id: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
     title: str
+    question: str | None = None
     version: str = "1"
+    authors: list[str] = Field(default_factory=list)
+    data_status: DataStatusSpec | None = None
+    hypotheses: list[HypothesisSpec] = Field(default_factory=list)
     cohort: CohortSpec
     features: list[str] = Field(min_length=1)
     grid: GridSpec
@@ -187,6 +330,10 @@ class Protocol(_Strict):
     rendering: RenderingSpec = RenderingSpec()
     analysis: AnalysisSpec = AnalysisSpec()
     privacy: PrivacySpec = PrivacySpec()
+    prompts: PromptsSpec = PromptsSpec()
+    pricing: dict[str, PriceSpec] = Field(default_factory=dict)
+    budget: BudgetSpec = BudgetSpec()
+    tune: TuneSpec | None = None
 
     @field_validator("features")
     @classmethod
@@ -194,7 +341,23 @@ class Protocol(_Strict):
         unknown = [name for name in names if name not in FEATURES]
         if unknown:
             raise ValueError(f"unknown feature(s) {unknown}; known features: {', '.join(FEATURES)}")
+        repeated = sorted({name for name in names if names.count(name) > 1})
+        if repeated:
+            raise ValueError(f"feature(s) {repeated} are listed twice; list each feature once")
         return names
+
+    @model_validator(mode="after")
+    def _known_strategies(self) -> Protocol:
+        known = known_strategy_names(self.prompts)
+        unknown = [name for name in self.grid.strategies if name not in known]
+        if unknown:
+            raise ValueError(
+                f"grid.strategies: unknown strategy(ies) {unknown}; use one of {', '.join(known)} "
+                "or define it under prompts.strategies"
+            )
+        if len(set(self.grid.strategies)) != len(self.grid.strategies):
+            raise ValueError(f"grid.strategies {self.grid.strategies} repeats a strategy")
+        return self
 
 
 def is_loopback_url(url: str) -> bool:
@@ -234,8 +397,17 @@ def read_protocol_mapping(path: Path) -> dict[str, Any]:
         raise UserInputError(f"{path}: protocol file not found; give the path to a YAML protocol.")
     try:
         mapping = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise UserInputError(
+            f"{path}: not a UTF-8 text file; save the protocol as UTF-8 YAML."
+        ) from None
     except yaml.YAMLError as error:
-        raise UserInputError(f"{path}: not valid YAML ({error}); fix the syntax.") from None
+        mark = getattr(error, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(error, "problem", None) or str(error)
+        raise UserInputError(
+            f"{path}: not valid YAML{where} ({problem}); fix the syntax."
+        ) from None
     if not isinstance(mapping, dict):
         raise UserInputError(f"{path}: a protocol must be a YAML mapping of keys to values.")
     return mapping
@@ -285,6 +457,19 @@ def protocol_sha256(path: Path) -> str:
     return hashlib.sha256(canonical_json(mapping).encode("utf-8")).hexdigest()
 
 
-def cohort_path(protocol: Protocol, protocol_file: Path) -> Path:
-    """Return the cohort folder, resolved relative to the protocol file."""
-    return (Path(protocol_file).resolve().parent / protocol.cohort.path).resolve()
+def cohort_path(protocol: Protocol, protocol_file: Path, *, must_exist: bool = True) -> Path:
+    """Return the cohort folder, resolved relative to the protocol file.
+
+    Raises
+    ------
+    UserInputError
+        When ``must_exist`` and the folder has no ``manifest.csv``.
+    """
+    folder = (Path(protocol_file).resolve().parent / protocol.cohort.path).resolve()
+    if must_exist and not (folder / "manifest.csv").is_file():
+        raise UserInputError(
+            f"{protocol_file}: cohort.path {protocol.cohort.path!r} resolves to {folder}, which "
+            "has no manifest.csv; point cohort.path (relative to the protocol file) at a cohort "
+            "folder, or build one with 'vlmstudy data phantom'."
+        )
+    return folder

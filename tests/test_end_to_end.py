@@ -80,6 +80,25 @@ def test_demo_writes_store_and_report(demo_run):
     markdown = reports[0].with_name("report.md").read_text()
     assert "Human baseline" in markdown
     assert "Becker" in markdown
+    headings = [line for line in markdown.splitlines() if line.startswith("## ")]
+    for number, title in enumerate(
+        [
+            "Question, registration and deviations",
+            "Preregistered hypotheses",
+            "Flow of cases and calls",
+            "Cohort",
+            "Human baseline",
+            "Agreement and accuracy per feature and cell",
+            "Reader versus model",
+            "Mixed-effects model",
+            "Sensitivity analyses",
+            "Cost, tokens, runtime, model snapshots and query dates",
+            "Reporting checklists",
+            "Appendix: the exact prompts",
+        ],
+        start=1,
+    ):
+        assert f"## {number}. {title}" in headings
     assert (folder / "protocols" / "demo.registration.json").is_file()
 
 
@@ -131,7 +150,7 @@ def _export(folder: Path, run_id: str, out: Path) -> Path:
     return out
 
 
-def test_changed_protocol_needs_deviation(demo_run):
+def test_changed_protocol_needs_deviation(demo_run, tmp_path):
     folder, _ = demo_run
     edited = folder / "protocols" / "demo.yaml"
     original = edited.read_text()
@@ -141,6 +160,18 @@ def test_changed_protocol_needs_deviation(demo_run):
         assert refused.returncode == 2
         assert "--deviation" in refused.stderr
         assert "Traceback" not in refused.stderr
+
+        reason = "three exemplars after a pilot showed two were too few"
+        accepted = run_cli("run", "protocols/demo.yaml", "--deviation", reason, cwd=folder)
+        assert accepted.returncode == 0, accepted.stderr
+        run_id = last_run_id(accepted.stdout)
+        reported = run_cli("report", run_id, "--out", str(tmp_path / "report"), cwd=folder)
+        assert reported.returncode == 0, reported.stderr
+        markdown = (tmp_path / "report" / "report.md").read_text()
+        assert reason in markdown
+        lines = markdown.splitlines()
+        assert any(line.startswith("+") and '"k": 3' in line for line in lines)
+        assert any(line.startswith("-") and '"k": 2' in line for line in lines)
     finally:
         edited.write_text(original)
 

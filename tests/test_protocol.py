@@ -102,3 +102,18 @@ def test_copy_keeps_hash(tmp_path):
     copy = tmp_path / "demo.yaml"
     shutil.copy(DEMO, copy)
     assert protocol_sha256(copy) == protocol_sha256(DEMO)
+
+
+def test_template_documents_every_key():
+    from study.protocol import Protocol
+
+    text = (REPOSITORY / "protocols" / "template.yaml").read_text()
+    for name in Protocol.model_fields:
+        assert f"{name}:" in text, name
+
+
+def test_template_validates(tmp_path):
+    mapping = yaml.safe_load((REPOSITORY / "protocols" / "template.yaml").read_text())
+    mapping["grid"]["readers"] = [r for r in mapping["grid"]["readers"] if r["kind"] != "openai"]
+    protocol = load_protocol(write(tmp_path, mapping))
+    assert protocol.id == mapping["id"]

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-import subprocess
+import socket
 import sys
 from pathlib import Path
 
@@ -40,56 +40,171 @@ def cli(verbose: bool) -> None:
         level=logging.INFO if verbose else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
     )
+    import optuna
 
-
-@cli.command()
-@click.argument("protocol_file", type=click.Path(path_type=Path))
-def register(protocol_file: Path) -> None:
-    """Freeze PROTOCOL_FILE: record its hash, the UTC time, the git commit and the cohort hash."""
-    from study.data.cohort import cohort_sha256, load_cohort
-    from study.protocol import cohort_path, load_protocol
-    from study.registration import register as register_protocol
-    from study.registration import registration_path
-
-    protocol = load_protocol(protocol_file)
-    cohort_dir = cohort_path(protocol, protocol_file)
-    load_cohort(cohort_dir)
-    record = register_protocol(protocol_file, cohort_sha256=cohort_sha256(cohort_dir))
-    click.echo(f"registered {record['protocol_id']} at {record['registered_at']}")
-    click.echo(f"protocol sha256: {record['protocol_sha256']}")
-    click.echo(f"cohort sha256:   {record['cohort_sha256']}")
-    click.echo(f"record: {registration_path(protocol_file)}")
-
-
-def _progress(cell, done: int, total: int) -> None:
-    click.echo(
-        f"[{done}/{total}] cell {cell.cell_id}: {cell.reader.name}, {cell.strategy}, "
-        f"{cell.sequences_label}, replicate {cell.replicate}",
-        err=True,
-    )
+    # Optuna logs every failed trial with its traceback; the sweep reports failures itself.
+    optuna.logging.set_verbosity(optuna.logging.INFO if verbose else optuna.logging.ERROR)
 
 
 @cli.command()
 @click.argument("protocol_file", type=click.Path(path_type=Path))
 @tracking_uri_option
+def register(protocol_file: Path, tracking_uri: str | None) -> None:
+    """Freeze PROTOCOL_FILE: record its hash, the UTC time, the git commit and the cohort hash."""
+    from study.data.cohort import cohort_sha256, load_cohort
+    from study.prompts import check_request_limits
+    from study.protocol import cohort_path, load_protocol
+    from study.registration import register as register_protocol
+    from study.registration import registration_path
+    from study.tracking import Tracking
+
+    protocol = load_protocol(protocol_file)
+    cohort_dir = cohort_path(protocol, protocol_file)
+    check_request_limits(protocol, load_cohort(cohort_dir))
+    record = register_protocol(protocol_file, cohort_sha256=cohort_sha256(cohort_dir))
+    click.echo(f"registered {record['protocol_id']} at {record['registered_at']}")
+    click.echo(f"protocol sha256: {record['protocol_sha256']}")
+    click.echo(f"cohort sha256:   {record['cohort_sha256']}")
+    click.echo(f"record: {registration_path(protocol_file)}")
+    tracking = Tracking(tracking_uri)
+    run_id = tracking.log_registration(record)
+    click.echo(f"logged to MLflow ({tracking.tracking_uri}) as run {run_id}")
+
+
+class _ProgressBar:
+    """A progress bar on standard error: cells done, calls per second, cost so far, time left."""
+
+    def __init__(self) -> None:
+        self._bar = None
+        self._calls = 0
+        self._cost = 0.0
+
+    def __call__(self, report) -> None:
+        from tqdm import tqdm
+
+        if self._bar is None:
+            self._bar = tqdm(
+                total=report.total,
+                initial=report.done - 1,
+                unit="cell",
+                file=sys.stderr,
+                dynamic_ncols=True,
+            )
+        self._calls += report.calls
+        self._cost += report.cost_usd
+        elapsed = self._bar.format_dict["elapsed"]
+        rate = f"{self._calls / elapsed:.1f}" if elapsed >= 1.0 else "-"
+        self._bar.set_postfix_str(
+            f"{rate} calls/s, cost ${self._cost:.2f}, "
+            f"last: {report.cell.reader.name} {report.cell.strategy}"
+        )
+        self._bar.update(1)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+
+
+storage_option = click.option(
+    "--storage",
+    "storage_url",
+    default=None,
+    help="Optuna storage URL shared by workers on many machines, e.g. "
+    "postgresql://user:password@host:5432/db [default: a journal file under .vlmstudy/optuna].",
+)
+
+
+@cli.command()
+@click.argument("protocol_file", type=click.Path(path_type=Path))
+@tracking_uri_option
+@storage_option
+@click.option(
+    "--workers",
+    default=1,
+    show_default=True,
+    type=click.IntRange(min=1, max=64),
+    help="Processes on this machine that run cells at the same time.",
+)
 @click.option(
     "--deviation",
     default=None,
     help="Reason for running a protocol or cohort that changed since registration; "
     "it is recorded with a diff in the run and the report.",
 )
-def run(protocol_file: Path, tracking_uri: str | None, deviation: str | None) -> None:
-    """Run every cell of the registered PROTOCOL_FILE and print the parent run id last."""
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="Print the number of calls, what is already stored, and estimated tokens and cost "
+    "(US dollars); call no reader and log no run.",
+)
+def run(
+    protocol_file: Path,
+    tracking_uri: str | None,
+    storage_url: str | None,
+    workers: int,
+    deviation: str | None,
+    dry_run: bool,
+) -> None:
+    """Run (or resume) every cell of PROTOCOL_FILE; print the parent run id last.
+
+    A sweep that was killed or failed is resumed: finished cells are kept, the
+    others rerun, and stored responses are reused, so no call is paid twice.
+    """
+    if dry_run:
+        from study.plan import plan_run
+        from study.sweep import state_dir
+
+        for line in plan_run(protocol_file, state_dir() / "responses.sqlite").lines():
+            click.echo(line)
+        return
     from study.sweep import run_protocol
 
-    result = run_protocol(
-        protocol_file, tracking_uri=tracking_uri, deviation=deviation, on_cell_done=_progress
-    )
-    outcomes = result.predictions.drop_duplicates("request_sha256")
-    cached = int(outcomes["cached"].sum())
-    click.echo(f"calls: {len(outcomes)} ({cached} from the response store)")
+    bar = _ProgressBar()
+    try:
+        result = run_protocol(
+            protocol_file,
+            tracking_uri=tracking_uri,
+            deviation=deviation,
+            workers=workers,
+            storage_url=storage_url,
+            on_cell_done=bar,
+        )
+    finally:
+        bar.close()
+    calls = result.predictions.drop_duplicates(["cell_id", "request_sha256"])
+    cached = int(calls["cached"].sum())
+    if result.resumed:
+        click.echo(f"resumed the unfinished sweep {result.run_id}")
+    click.echo(f"calls: {len(calls)} ({cached} from the response store)")
     click.echo(f"tracking uri: {result.tracking_uri}")
     click.echo(f"run_id: {result.run_id}")
+
+
+@cli.command()
+@click.argument("protocol_file", type=click.Path(path_type=Path))
+@click.option(
+    "--storage",
+    "storage_url",
+    required=True,
+    help="The Optuna storage URL that 'vlmstudy run --storage' uses, e.g. "
+    "postgresql://user:password@host:5432/db.",
+)
+@click.option(
+    "--run-id",
+    default=None,
+    help="Parent run id of the sweep to join [default: the newest sweep of the protocol].",
+)
+@tracking_uri_option
+def worker(
+    protocol_file: Path, storage_url: str, run_id: str | None, tracking_uri: str | None
+) -> None:
+    """Join a running sweep of PROTOCOL_FILE from this machine and run cells until none is left."""
+    from study.sweep import run_worker
+
+    ran = run_worker(
+        protocol_file, storage_url=storage_url, run_id=run_id, tracking_uri=tracking_uri
+    )
+    click.echo(f"this worker ran {ran} cell(s)")
 
 
 @cli.command()
@@ -155,13 +270,14 @@ def export(run_id: str, out_file: Path, tracking_uri: str | None) -> None:
     "out_dir",
     default=None,
     type=click.Path(path_type=Path),
-    help="Folder for report.html, report.md and tables/ [default: reports/<protocol>-<run id>].",
+    help="Folder for report.html, report.md, figures/ and tables/ "
+    "[default: reports/<protocol>-<run id>].",
 )
 @tracking_uri_option
 def report(run_id: str, out_dir: Path | None, tracking_uri: str | None) -> None:
     """Write the statistical report of parent run RUN_ID."""
     from analysis.records import load_run_records
-    from analysis.report import build_report
+    from analysis.report import build_report, log_report
 
     records = load_run_records(run_id, tracking_uri=tracking_uri)
     if out_dir is None:
@@ -173,8 +289,10 @@ def report(run_id: str, out_dir: Path | None, tracking_uri: str | None) -> None:
         n_resamples=int(analysis.get("bootstrap_resamples", 1000)),
         seed=int(analysis.get("seed", 20261204)),
     )
+    log_report(run_id, out_dir, tracking_uri=tracking_uri)
     click.echo(f"report: {paths.html}")
     click.echo(f"markdown: {paths.markdown}")
+    click.echo(f"logged under artifacts report/ of run {run_id}")
 
 
 @cli.command()
@@ -191,10 +309,16 @@ def demo(protocol_file: Path, tracking_uri: str | None) -> None:
     """Build the phantom cohort, register and run the demo protocol, and write its report."""
     from study.demo import run_demo
 
-    outcome = run_demo(protocol_file, tracking_uri=tracking_uri, on_cell_done=_progress)
+    bar = _ProgressBar()
+    try:
+        outcome = run_demo(protocol_file, tracking_uri=tracking_uri, on_cell_done=bar)
+    finally:
+        bar.close()
     click.echo(f"cohort: {outcome.cohort_dir}")
+    click.echo(f"registration record: {outcome.registration}")
+    click.echo(f"response store and Optuna journal: {outcome.state_dir}")
     click.echo(f"MLflow store: {outcome.tracking_uri} (browse it with 'vlmstudy ui')")
-    click.echo(f"report: {outcome.report_html.resolve()}")
+    click.echo(f"report: {outcome.report_html}")
     click.echo(f"run_id: {outcome.run_id}")
 
 
@@ -224,8 +348,18 @@ def ui(host: str, port: int, tracking_uri: str | None) -> None:
         "--port",
         str(port),
     ]
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        try:
+            probe.bind((host, port))
+        except OSError as error:
+            raise UserInputError(
+                f"cannot serve on {host}:{port} ({error.strerror}); "
+                "choose another port with --port."
+            ) from None
     click.echo(f"MLflow UI for {uri} on http://{host}:{port} (Ctrl-C stops it)", err=True)
-    raise SystemExit(subprocess.call(command))
+    sys.stderr.flush()
+    # Replace this process with the server, so Ctrl-C and SIGTERM reach it directly.
+    os.execv(sys.executable, command)
 
 
 @cli.command()
@@ -245,9 +379,11 @@ def schema(features: tuple[str, ...]) -> None:
 
 def _register_command_modules() -> None:
     # Each topic's commands live in their own module under study/cli/.
-    from study.cli import data
+    from study.cli import data, prompts, tune
 
     cli.add_command(data.data)
+    cli.add_command(tune.tune)
+    cli.add_command(prompts.prompts)
 
 
 _register_command_modules()
@@ -270,5 +406,3 @@ def main() -> None:
         sys.exit(error.exit_code)
     except click.exceptions.Exit as stop:
         sys.exit(stop.exit_code)
-
-

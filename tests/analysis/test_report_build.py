@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -184,8 +185,14 @@ def test_unshown_sequences_flagged(agreement):
     assert agreement.loc[("cell-perfect", "aphe"), "sequences_shown"]
 
 
-def test_report_files_and_sections(tmp_path):
-    paths = build_report(make_records(), tmp_path, n_resamples=200, seed=3)
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("report")
+    return folder, build_report(make_records(), folder, n_resamples=100, seed=5)
+
+
+def test_report_files_and_sections(built):
+    folder, paths = built
     markdown = paths.markdown.read_text(encoding="utf-8")
     html = paths.html.read_text(encoding="utf-8")
 
@@ -197,19 +204,21 @@ def test_report_files_and_sections(tmp_path):
         assert "ab" * 32 in text
         assert NO_ANSWER in text
     for name in ("agreement", "reference", "human_baseline", "flow"):
-        assert (tmp_path / "tables" / f"{name}.csv").is_file()
+        assert (folder / "tables" / f"{name}.csv").is_file()
 
 
-def test_html_has_no_external_resources(tmp_path):
-    html = build_report(make_records(), tmp_path, n_resamples=50, seed=3).html.read_text()
-    assert not re.search(r"<(script|link|img)\b", html)
+def test_html_has_no_external_resources(built):
+    html = built[1].html.read_text()
+    assert not re.search(r"<(script|link)\b", html)
+    sources = re.findall(r"<img [^>]*src=\"([^\"]*)\"", html)
+    assert sources
+    assert all(source.startswith("data:image/png;base64,") for source in sources)
     assert "http://" not in html
     assert "https://" not in html
 
 
-def test_flow_counts(tmp_path):
-    build_report(make_records(), tmp_path, n_resamples=50, seed=3)
-    flow = pd.read_csv(tmp_path / "tables" / "flow.csv").set_index("cell_id")
+def test_flow_counts(built):
+    flow = pd.read_csv(built[0] / "tables" / "flow.csv").set_index("cell_id")
     assert flow.loc["cell-noisy", "parse_failure"] == 1
     assert flow.loc["cell-noisy", "refusal"] == 1
     assert flow.loc["cell-noisy", "infra_failure"] == 1
@@ -219,14 +228,20 @@ def test_flow_counts(tmp_path):
     assert flow.loc["cell-perfect", "n_requests"] == 12
 
 
-def test_report_bytes_reproducible(tmp_path):
-    first = build_report(make_records(), tmp_path / "a", n_resamples=100, seed=5)
-    second = build_report(make_records(), tmp_path / "b", n_resamples=100, seed=5)
+def test_report_bytes_reproducible(built, tmp_path):
+    first_folder, first = built
+    second = build_report(make_records(), tmp_path, n_resamples=100, seed=5)
     assert first.markdown.read_bytes() == second.markdown.read_bytes()
     assert first.html.read_bytes() == second.html.read_bytes()
-    for name in ("agreement", "reference", "human_baseline", "flow"):
-        a = (tmp_path / "a" / "tables" / f"{name}.csv").read_bytes()
-        assert a == (tmp_path / "b" / "tables" / f"{name}.csv").read_bytes()
+    written = sorted(
+        path.relative_to(first_folder) for path in first_folder.rglob("*") if path.is_file()
+    )
+    assert Path("figures/forest_aphe.svg") in written
+    assert Path("tables/agreement.csv") in written
+    for relative in written:
+        assert (first_folder / relative).read_bytes() == (tmp_path / relative).read_bytes(), (
+            relative
+        )
 
 
 def test_unknown_answer_rejected():

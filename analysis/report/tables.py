@@ -1,22 +1,13 @@
-"""The statistical report of one run: agreement with radiologists, human baseline, call flow.
-
-The report is a pure function of the run's records, the resample count and the
-seed: it contains no generation timestamp, so the same records give byte-identical
-Markdown, HTML and CSV files.
-"""
+"""Agreement with the reference read and the call flow, the report's core tables."""
 
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
-from pathlib import Path
 
-import jinja2
 import numpy as np
 import pandas as pd
 
 from analysis.agreement import kappa_from_tables
-from analysis.baseline import MLIRADS_FEATURES, human_baseline, load_mlirads_reads
 from analysis.bootstrap import cluster_bootstrap
 from analysis.records import RunRecords
 from analysis.reference import (
@@ -35,15 +26,6 @@ PREDICTION_COLUMNS = (
 """Columns of the predictions table, in order."""
 
 CELL_COLUMNS = ["cell_id", "reader", "model_snapshot", "strategy", "sequences", "replicate"]
-TEMPLATES = Path(__file__).resolve().parent / "templates"
-
-
-@dataclass(frozen=True)
-class ReportPaths:
-    """Files written by :func:`build_report`."""
-
-    html: Path
-    markdown: Path
 
 
 def _require_columns(table: pd.DataFrame, columns: list[str], name: str) -> None:
@@ -157,6 +139,16 @@ def _agreement_row(
     )
 
 
+_STATISTIC_COLUMNS = [
+    "kappa",
+    "kappa_ci_low",
+    "kappa_ci_high",
+    "accuracy",
+    "accuracy_ci_low",
+    "accuracy_ci_high",
+]
+
+
 def agreement_table(
     records: RunRecords,
     *,
@@ -223,7 +215,18 @@ def agreement_table(
             n_without_reference=len(group) - len(with_reference),
             n_left_out=len(with_reference) - len(judged),
         )
-        row.update(_agreement_row(judged, feature_name, n_resamples, seed, confidence))
+        if judged.empty:
+            # Every answer was left out (for example all indeterminate, mapped to missing).
+            row.update(
+                dict.fromkeys(_STATISTIC_COLUMNS, np.nan),
+                n_lesions=0,
+                n_patients=0,
+                n_no_answer=0,
+                n_indeterminate=0,
+                note="no lesion left to judge",
+            )
+        else:
+            row.update(_agreement_row(judged, feature_name, n_resamples, seed, confidence))
         rows.append(row)
 
     table = pd.DataFrame(rows).sort_values(["feature_order", *CELL_COLUMNS], ignore_index=True)
@@ -250,145 +253,3 @@ def flow_table(predictions: pd.DataFrame) -> pd.DataFrame:
     cells["n_requests"] = grouped["request_sha256"].nunique()
     cells["n_cached"] = grouped["cached"].apply(lambda c: int(c.astype(bool).sum()))
     return cells.reset_index().sort_values(CELL_COLUMNS, ignore_index=True)
-
-
-def _number(value: object) -> str:
-    if isinstance(value, (float, np.floating)):
-        return "NA" if np.isnan(value) else f"{value:.3f}"
-    return str(value)
-
-
-def _display(table: pd.DataFrame) -> dict:
-    """Turn a table into header and cell strings for the templates (display rounding only)."""
-    rows = [[_number(value) for value in record] for record in table.itertuples(index=False)]
-    return {"headers": list(table.columns), "rows": rows}
-
-
-def _single(predictions: pd.DataFrame, column: str) -> str:
-    values = sorted(predictions[column].astype(str).unique())
-    if len(values) != 1:
-        raise ValueError(f"predictions must contain exactly one {column}, found {values}")
-    return values[0]
-
-
-def build_report(
-    records: RunRecords, out_dir: Path, *, n_resamples: int = 1000, seed: int = 20261204
-) -> ReportPaths:
-    """Write the run's report as Markdown and self-contained HTML, with tables as CSV.
-
-    Sections: protocol (id, SHA-256, registration time), agreement with the
-    radiologists per feature and cell (see :func:`agreement_table`), the human
-    baseline from the mLI-RADS reads (:func:`analysis.baseline.human_baseline`),
-    and the call flow (:func:`flow_table`). ``out_dir/tables`` receives
-    ``agreement.csv``, ``reference.csv``, ``human_baseline.csv`` and ``flow.csv``
-    at full precision. The registration time is read from
-    ``records.registration["registered_at"]``.
-
-    Examples
-    --------
-    >>> ReportPaths(Path("r/report.html"), Path("r/report.md")).markdown.name
-    'report.md'
-    """
-    out_dir = Path(out_dir)
-    tables_dir = out_dir / "tables"
-    tables_dir.mkdir(parents=True, exist_ok=True)
-
-    plan = records.protocol.get("analysis", {}) or {}
-    indeterminate_as = plan.get("indeterminate_as", "absent")
-    failures_as = plan.get("failures_as", "wrong")
-    confidence = float(plan.get("confidence", 0.95))
-    agreement = agreement_table(
-        records,
-        n_resamples=n_resamples,
-        seed=seed,
-        confidence=confidence,
-        indeterminate_as=indeterminate_as,
-        failures_as=failures_as,
-    )
-    _, exclusions = _reference(records.reads)
-    reads = load_mlirads_reads()
-    baseline = human_baseline(
-        reads,
-        features=list(MLIRADS_FEATURES.values()),
-        n_resamples=n_resamples,
-        seed=seed,
-        confidence=confidence,
-    )
-    flow = flow_table(records.predictions)
-    for name, table in [
-        ("agreement", agreement),
-        ("reference", exclusions),
-        ("human_baseline", baseline),
-        ("flow", flow),
-    ]:
-        table.to_csv(tables_dir / f"{name}.csv", index=False, lineterminator="\n")
-
-    protocol_id = _single(records.predictions, "protocol_id")
-    if "id" in records.protocol and str(records.protocol["id"]) != protocol_id:
-        raise ValueError(
-            f"protocol id {records.protocol['id']!r} differs from the predictions' {protocol_id!r}"
-        )
-    shown = agreement.assign(
-        kappa_ci=[
-            f"{_number(a)} to {_number(b)}"
-            for a, b in agreement[["kappa_ci_low", "kappa_ci_high"]].to_numpy()
-        ],
-        accuracy_ci=[
-            f"{_number(a)} to {_number(b)}"
-            for a, b in agreement[["accuracy_ci_low", "accuracy_ci_high"]].to_numpy()
-        ],
-        sequences_shown=agreement["sequences_shown"].map({True: "yes", False: "NO"}),
-    )
-    context = {
-        "title": records.protocol.get("title", protocol_id),
-        "run_id": records.run_id,
-        "protocol_id": protocol_id,
-        "protocol_sha256": _single(records.predictions, "protocol_sha256"),
-        "registered_at": str(records.registration.get("registered_at", "not recorded")),
-        "n_resamples": n_resamples,
-        "seed": seed,
-        "confidence_percent": f"{100 * confidence:g}",
-        "no_answer": NO_ANSWER,
-        "indeterminate_as": indeterminate_as,
-        "failures_as": failures_as,
-        "agreement": _display(
-            shown[
-                [
-                    "feature",
-                    "cell_id",
-                    "reader",
-                    "strategy",
-                    "sequences",
-                    "replicate",
-                    "sequences_shown",
-                    "n_lesions",
-                    "n_patients",
-                    "n_no_answer",
-                    "n_indeterminate",
-                    "n_without_reference",
-                    "n_left_out",
-                    "kappa",
-                    "kappa_ci",
-                    "accuracy",
-                    "accuracy_ci",
-                    "note",
-                ]
-            ]
-        ),
-        "flagged": int((~agreement["sequences_shown"]).sum()),
-        "reference": _display(exclusions),
-        "baseline": _display(baseline),
-        "flow": _display(flow),
-    }
-
-    environment = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(TEMPLATES),
-        autoescape=jinja2.select_autoescape(["html.j2"]),
-        keep_trailing_newline=True,
-        undefined=jinja2.StrictUndefined,
-    )
-    paths = ReportPaths(html=out_dir / "report.html", markdown=out_dir / "report.md")
-    for path, template in [(paths.markdown, "report.md.j2"), (paths.html, "report.html.j2")]:
-        text = environment.get_template(template).render(**context)
-        path.write_text(text, encoding="utf-8", newline="\n")
-    return paths
