@@ -143,8 +143,18 @@ class _Worker:
             }
             for record in records
         ]
+        # The first lesion's images are kept as a sample of what the reader was shown.
+        sample = records[0].rows[0]["lesion_id"] if records else None
+        images = (
+            {
+                f"{sample}_{sequence}.png": self.context.render(sample, sequence).png
+                for sequence in cell.sequences
+            }
+            if sample is not None
+            else {}
+        )
         self.tracking.log_cell(
-            self.parent_id, self.experiment_id, cell, predictions, self.reference, prompts
+            self.parent_id, self.experiment_id, cell, predictions, self.reference, prompts, images
         )
         crash_point("cell_logged")
         return float((predictions["outcome"] == "valid").mean())

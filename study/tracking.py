@@ -159,8 +159,14 @@ class Tracking:
         predictions: pd.DataFrame,
         reference: pd.DataFrame,
         prompts: list[dict[str, Any]],
+        images: dict[str, bytes] | None = None,
     ) -> str:
-        """Create the child run of one cell with its params, metrics and artifacts."""
+        """Create the child run of one cell with its params, metrics and artifacts.
+
+        Artifacts: ``predictions.csv``; ``prompts.jsonl`` (the exact prompt, raw
+        response and parser repairs per lesion); ``responses.jsonl`` (the raw
+        responses alone); and ``images/``, a sample of the rendered images sent.
+        """
         tags = {
             PARENT_RUN_ID_TAG: parent_run_id,
             "vlmstudy.role": "cell",
@@ -189,6 +195,13 @@ class Tracking:
             with open(root / "prompts.jsonl", "w", encoding="utf-8") as handle:
                 for item in prompts:
                     handle.write(json.dumps(item, sort_keys=True) + "\n")
+            with open(root / "responses.jsonl", "w", encoding="utf-8") as handle:
+                for item in prompts:
+                    raw = {"lesion_id": item["lesion_id"], "response": item["response"]}
+                    handle.write(json.dumps(raw, sort_keys=True) + "\n")
+            for name, png in (images or {}).items():
+                (root / "images").mkdir(exist_ok=True)
+                (root / "images" / name).write_bytes(png)
             self.client.log_artifacts(child_id, folder)
         self.client.set_terminated(child_id, "FINISHED")
         return child_id

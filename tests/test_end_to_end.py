@@ -294,7 +294,8 @@ def test_ui_shows_child_runs(demo_run):
             assert "accuracy.aphe" in metrics
         child_id = children[0]["info"]["run_id"]
         listing = get_json(f"{base}/api/2.0/mlflow/artifacts/list?run_id={child_id}")
-        assert "predictions.csv" in {item["path"] for item in listing["files"]}
+        paths = {item["path"] for item in listing["files"]}
+        assert {"predictions.csv", "prompts.jsonl", "responses.jsonl", "images"} <= paths
         url = f"{base}/get-artifact?path=predictions.csv&run_uuid={child_id}"
         with urllib.request.urlopen(url, timeout=30) as response:
             header = response.read().decode().splitlines()[0]
