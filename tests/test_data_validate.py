@@ -369,3 +369,25 @@ def test_validate_subprocess_exit_codes(valid_cohort, tmp_path):
     failed = run_cli("data", "validate", str(broken), cwd=tmp_path)
     assert failed.returncode == 2
     assert IMAGE in failed.stderr
+
+
+def test_empty_manifest_rejected(tmp_path):
+    cohort = tmp_path / "empty"
+    cohort.mkdir()
+    (cohort / "manifest.csv").write_text("patient_id,lesion_id,split,sequence,image,mask,box\n")
+    (cohort / "reads.csv").write_text("lesion_id,reader,feature,answer\n")
+    (cohort / "pathology.csv").write_text("lesion_id,diagnosis,method\n")
+    finished = run_cli("data", "validate", str(cohort), cwd=tmp_path)
+    assert finished.returncode == 2
+    assert "manifest.csv: no rows" in finished.stderr
+
+
+def test_phantom_too_few_patients_names_option(tmp_path):
+    refused = run_cli("data", "phantom", "--out", str(tmp_path / "a"), "--patients", "3",
+                      cwd=tmp_path)
+    assert refused.returncode == 2
+    assert "--exemplar-patients" in refused.stderr
+    assert not (tmp_path / "a").exists()
+    built = run_cli("data", "phantom", "--out", str(tmp_path / "b"), "--patients", "3",
+                    "--exemplar-patients", "1", cwd=tmp_path)
+    assert built.returncode == 0, built.stderr

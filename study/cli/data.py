@@ -27,8 +27,28 @@ def _require_new_folder(out_dir: Path) -> None:
     type=click.Path(path_type=Path),
     help="Folder to write the cohort into (created; must be empty or absent).",
 )
-@click.option("--patients", default=16, show_default=True, help="Number of patients.")
-@click.option("--seed", default=0, show_default=True, help="Seed of every random choice.")
+@click.option(
+    "--patients",
+    default=16,
+    show_default=True,
+    type=click.IntRange(min=2),
+    help="Number of patients, exemplar patients included.",
+)
+@click.option(
+    "--exemplar-patients",
+    default=4,
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="How many of the patients form the exemplar split for few-shot prompts; "
+    "must be fewer than --patients.",
+)
+@click.option(
+    "--seed",
+    default=0,
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="Seed of every random choice.",
+)
 @click.option(
     "--kappa",
     "kappas",
@@ -37,13 +57,27 @@ def _require_new_folder(out_dir: Path) -> None:
     help="Target inter-reader kappa of one feature, e.g. aphe=0.8 (repeatable) "
     "[default: the published radiologist agreement].",
 )
-def data_phantom(out_dir: Path, patients: int, seed: int, kappas: tuple[str, ...]) -> None:
+def data_phantom(
+    out_dir: Path, patients: int, exemplar_patients: int, seed: int, kappas: tuple[str, ...]
+) -> None:
     """Write a deterministic phantom cohort with known ground truth."""
     from study.data.phantom import build_phantom
     from study.data.simulated_reads import parse_kappas
 
+    if exemplar_patients >= patients:
+        raise UserInputError(
+            f"--exemplar-patients {exemplar_patients} leaves no evaluation patient among "
+            f"--patients {patients}; give fewer exemplar patients or more patients."
+        )
+    target_kappa = parse_kappas(kappas)
     _require_new_folder(out_dir)
-    build_phantom(out_dir, patients=patients, seed=seed, target_kappa=parse_kappas(kappas))
+    build_phantom(
+        out_dir,
+        patients=patients,
+        seed=seed,
+        exemplar_patients=exemplar_patients,
+        target_kappa=target_kappa,
+    )
     click.echo(f"wrote phantom cohort to {out_dir}")
 
 

@@ -222,6 +222,8 @@ def check_manifest(manifest: pd.DataFrame) -> list[str]:
         problems.append(f"{MANIFEST}: missing column mask or box; add at least one of them.")
     if problems:
         return problems
+    if manifest.empty:
+        return [f"{MANIFEST}: no rows; add one row per lesion and sequence."]
 
     for index, row in manifest.iterrows():
         where = f"{MANIFEST} line {_line(index)}"
