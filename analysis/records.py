@@ -140,6 +140,26 @@ def _parent_run(client, uri: str, run_id: str, *, require_finished: bool = True)
     return run
 
 
+def _finished_cell_runs(client, parent) -> dict[str, object]:
+    """Return the newest finished child run of each cell of a sweep, by cell id.
+
+    A cell rerun after a crash has several child runs; only the newest
+    finished one counts, so no cell is counted twice.
+    """
+    children = client.search_runs(
+        [parent.info.experiment_id],
+        filter_string=(
+            f"tags.mlflow.parentRunId = '{parent.info.run_id}' and attributes.status = 'FINISHED'"
+        ),
+        order_by=["attributes.start_time DESC"],
+        max_results=50000,
+    )
+    newest: dict[str, object] = {}
+    for child in children:
+        newest.setdefault(child.data.tags.get("vlmstudy.cell_id", child.info.run_id), child)
+    return newest
+
+
 def load_predictions(
     run_id: str, *, tracking_uri: str | None = None, require_finished: bool = True
 ) -> pd.DataFrame:
@@ -160,16 +180,7 @@ def load_predictions(
 
     client, uri = _client(tracking_uri)
     parent = _parent_run(client, uri, run_id, require_finished=require_finished)
-    children = client.search_runs(
-        [parent.info.experiment_id],
-        filter_string=f"tags.mlflow.parentRunId = '{run_id}' and attributes.status = 'FINISHED'",
-        order_by=["attributes.start_time DESC"],
-        max_results=50000,
-    )
-    newest: dict[str, object] = {}
-    for child in children:
-        newest.setdefault(child.data.tags.get("vlmstudy.cell_id", child.info.run_id), child)
-    children = list(newest.values())
+    children = list(_finished_cell_runs(client, parent).values())
     tables = []
     with tempfile.TemporaryDirectory() as folder:
         for child in children:
@@ -221,15 +232,7 @@ def load_prompts(
 
     client, uri = _client(tracking_uri)
     parent = _parent_run(client, uri, run_id, require_finished=False)
-    children = client.search_runs(
-        [parent.info.experiment_id],
-        filter_string=f"tags.mlflow.parentRunId = '{run_id}' and attributes.status = 'FINISHED'",
-        order_by=["attributes.start_time DESC"],
-        max_results=50000,
-    )
-    newest: dict[str, object] = {}
-    for child in children:
-        newest.setdefault(child.data.tags.get("vlmstudy.cell_id", child.info.run_id), child)
+    newest = _finished_cell_runs(client, parent)
     prompt_rows, run_rows = [], []
     with tempfile.TemporaryDirectory() as folder:
         for cell_id, child in sorted(newest.items()):
