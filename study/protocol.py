@@ -288,7 +288,9 @@ class HypothesisSpec(_Strict):
     confirmatory: bool = True
     endpoint: Literal["kappa", "ac1", "accuracy", "noninferiority"]
     features: list[str] = Field(min_length=1)
-    contrast: dict[str, str | int] = Field(default_factory=dict)
+    contrast: dict[str, str | int | list[str]] = Field(default_factory=dict)
+    # Compare the contrast's cells with these (the other cell keys kept): a difference.
+    versus: dict[str, str | int | list[str]] | None = None
     test: str | None = None
     alpha: float = Field(0.05, gt=0.0, lt=1.0)
     direction: Literal["greater", "less", "two-sided"] = "greater"
@@ -302,6 +304,79 @@ class HypothesisSpec(_Strict):
         if unknown:
             raise ValueError(f"unknown feature(s) {unknown}; known features: {', '.join(FEATURES)}")
         return names
+
+    @model_validator(mode="after")
+    def _comparable(self) -> HypothesisSpec:
+        if self.versus is not None:
+            if self.endpoint not in ("kappa", "accuracy"):
+                raise ValueError(
+                    f"hypothesis {self.id}: 'versus' compares cells on kappa or accuracy, "
+                    f"not {self.endpoint!r}"
+                )
+            if not self.versus:
+                raise ValueError(f"hypothesis {self.id}: 'versus' names no cell key")
+        return self
+
+
+class PowerSpec(_Strict):
+    """Assumptions of ``vlmstudy power``: cohort sizes, radiologists and each reader's accuracy.
+
+    The effect sizes are stated as error rates of the readers the hypotheses
+    test, in the shape of :class:`SimulatedReaderSpec` ``error_rates``; the power
+    output shows the endpoint value they imply.
+    """
+
+    lesions: list[Annotated[int, Field(ge=10)]] = Field([50, 100, 200, 400], min_length=1)
+    n_sim: int = Field(500, ge=10)
+    seed: int = 1
+    lesions_per_patient: float = Field(2.0, ge=1.0, le=20.0)
+    radiologists: int = Field(3, ge=2, le=10)
+    radiologist_kappa: dict[str, Annotated[float, Field(gt=0.0, le=1.0)]] = Field(
+        default_factory=dict
+    )
+    prevalence: dict[str, dict[str, Annotated[float, Field(ge=0.0, le=1.0)]]] = Field(
+        default_factory=dict
+    )
+    error_rates: dict[str, dict[str, float | dict[str, float]]] = Field(default_factory=dict)
+    bootstrap_resamples: int | None = Field(None, ge=100)
+
+    @field_validator("radiologist_kappa")
+    @classmethod
+    def _kappa_features(cls, kappas: dict[str, float]) -> dict[str, float]:
+        unknown = [name for name in kappas if name not in FEATURES]
+        if unknown:
+            raise ValueError(f"unknown feature(s) {unknown}; known features: {', '.join(FEATURES)}")
+        return kappas
+
+    @field_validator("prevalence")
+    @classmethod
+    def _prevalence_sums_to_one(
+        cls, prevalence: dict[str, dict[str, float]]
+    ) -> dict[str, dict[str, float]]:
+        for name, shares in prevalence.items():
+            if name not in FEATURES:
+                raise ValueError(f"unknown feature {name!r}; known features: {', '.join(FEATURES)}")
+            categories = FEATURES[name].categories
+            unknown = [category for category in shares if category not in categories]
+            if unknown:
+                raise ValueError(
+                    f"prevalence of {name!r}: unknown categories {unknown}; use {list(categories)}"
+                )
+            if abs(sum(shares.values()) - 1.0) > 1e-6:
+                raise ValueError(
+                    f"prevalence of {name!r} sums to {sum(shares.values()):g}; "
+                    "the shares of its categories must sum to 1"
+                )
+        return prevalence
+
+    @field_validator("error_rates")
+    @classmethod
+    def _rates_per_reader(
+        cls, rates: dict[str, dict[str, float | dict[str, float]]]
+    ) -> dict[str, dict[str, float | dict[str, float]]]:
+        for reader_rates in rates.values():
+            SimulatedReaderSpec._rates_are_probabilities(reader_rates)
+        return rates
 
 
 class DataStatusSpec(_Strict):
@@ -334,6 +409,7 @@ class Protocol(_Strict):
     pricing: dict[str, PriceSpec] = Field(default_factory=dict)
     budget: BudgetSpec = BudgetSpec()
     tune: TuneSpec | None = None
+    power: PowerSpec | None = None
 
     @field_validator("features")
     @classmethod
@@ -357,6 +433,18 @@ class Protocol(_Strict):
             )
         if len(set(self.grid.strategies)) != len(self.grid.strategies):
             raise ValueError(f"grid.strategies {self.grid.strategies} repeats a strategy")
+        return self
+
+    @model_validator(mode="after")
+    def _power_readers_known(self) -> Protocol:
+        if self.power is None:
+            return self
+        names = [reader.name for reader in self.grid.readers]
+        unknown = [name for name in self.power.error_rates if name not in names]
+        if unknown:
+            raise ValueError(
+                f"power.error_rates: unknown reader(s) {unknown}; grid readers: {', '.join(names)}"
+            )
         return self
 
 
