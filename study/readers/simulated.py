@@ -57,6 +57,93 @@ def error_rate(
     return float(entry)
 
 
+def draw_answers(
+    truth: np.ndarray,
+    categories: tuple[str, ...],
+    *,
+    rate: float,
+    shows_images: bool,
+    error_draws: np.ndarray,
+    other_draws: np.ndarray,
+) -> np.ndarray:
+    """Apply the simulated reader's rule to many lesions of one feature at once.
+
+    With images, an answer is the truth unless its error draw falls below
+    ``rate``; then it is the other category picked by the other draw, in the
+    order of ``categories`` without the truth. Without images it is a uniform
+    guess among ``categories`` picked by the other draw. :meth:`SimulatedReader.read`
+    answers each lesion by the same rule, and ``vlmstudy power`` draws whole
+    cohorts with it.
+
+    Parameters
+    ----------
+    truth
+        True category per lesion; each one of ``categories``.
+    categories
+        The feature's categories, in their fixed order.
+    rate
+        Probability of a wrong answer when images are shown.
+    shows_images
+        Whether the strategy shows images.
+    error_draws, other_draws
+        Uniform draws in [0, 1), one per lesion each.
+
+    Returns
+    -------
+    numpy.ndarray
+        The answers, an object array.
+
+    Examples
+    --------
+    >>> draw_answers(np.array(["absent", "present"]), ("absent", "present"), rate=0.5,
+    ...              shows_images=True, error_draws=np.array([0.9, 0.1]),
+    ...              other_draws=np.array([0.0, 0.0])).tolist()
+    ['absent', 'absent']
+    """
+    choices = np.asarray(categories, dtype=object)
+    position = {category: index for index, category in enumerate(categories)}
+    true_index = np.array([position.get(value, -1) for value in truth], dtype=int)
+    drawn = draw_answer_indices(
+        true_index,
+        len(categories),
+        rate=rate,
+        shows_images=shows_images,
+        error_draws=error_draws,
+        other_draws=other_draws,
+    )
+    # A truth outside the categories (such as indeterminate) is kept when no error is drawn.
+    return np.where(drawn >= 0, choices[np.maximum(drawn, 0)], np.asarray(truth, dtype=object))
+
+
+def draw_answer_indices(
+    true_index: np.ndarray,
+    k: int,
+    *,
+    rate: float,
+    shows_images: bool,
+    error_draws: np.ndarray,
+    other_draws: np.ndarray,
+) -> np.ndarray:
+    """Apply :func:`draw_answers` to category indices 0 to ``k - 1``.
+
+    A true index of -1 stands for a truth outside the categories: every
+    category is then wrong, and a correct answer stays -1.
+
+    Examples
+    --------
+    >>> draw_answer_indices(np.array([0, 1, 2]), 3, rate=1.0, shows_images=True,
+    ...                     error_draws=np.zeros(3), other_draws=np.array([0.0, 0.0, 0.9])).tolist()
+    [1, 0, 1]
+    """
+    if not shows_images:
+        return np.minimum((other_draws * k).astype(int), k - 1)
+    known = true_index >= 0
+    others = np.where(known, k - 1, k)
+    other = np.minimum((other_draws * others).astype(int), others - 1)
+    wrong = other + (known & (other >= true_index))
+    return np.where(error_draws < rate, wrong, true_index)
+
+
 class SimulatedReader:
     """Answers drawn from the ground truth; see the module docstring."""
 
@@ -92,13 +179,14 @@ class SimulatedReader:
             if truth is None:
                 answers[name] = {"answer": INDETERMINATE, "confidence": 0}
                 continue
-            answer = truth
-            if not request.prompt.shows_images:
-                # Without images the reader can only guess: any category, uniformly.
-                answer = feature.categories[int(other_draw * len(feature.categories))]
-            elif error_draw < error_rate(self.spec.error_rates, name, request.strategy):
-                others = [category for category in feature.categories if category != truth]
-                answer = others[int(other_draw * len(others))]
+            answer = draw_answers(
+                np.array([truth], dtype=object),
+                feature.categories,
+                rate=error_rate(self.spec.error_rates, name, request.strategy),
+                shows_images=request.prompt.shows_images,
+                error_draws=np.array([error_draw]),
+                other_draws=np.array([other_draw]),
+            )[0]
             answers[name] = {"answer": answer, "confidence": int(50 + 50 * confidence_draw)}
 
         body = json.dumps({"features": answers}, sort_keys=True)
