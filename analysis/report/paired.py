@@ -25,6 +25,8 @@ class PairedDifference:
         or either kappa is undefined.
     ci_low, ci_high
         Percentile interval bounds, or NaN when the bootstrap distribution is degenerate.
+    se
+        Standard deviation of the bootstrap distribution.
     n_lesions, n_patients
         Paired lesions and the patients they belong to.
     notes
@@ -34,6 +36,7 @@ class PairedDifference:
     estimate: float
     ci_low: float
     ci_high: float
+    se: float
     n_lesions: int
     n_patients: int
     notes: tuple[str, ...]
@@ -156,7 +159,7 @@ def paired_difference(
         )
     if reference.size == 0:
         nan = float("nan")
-        return PairedDifference(nan, nan, nan, 0, 0, ("no lesion judged by both cells",))
+        return PairedDifference(nan, nan, nan, nan, 0, 0, ("no lesion judged by both cells",))
 
     k = len(categories)
     reference_codes = _codes(reference, categories, "reference")
@@ -182,11 +185,14 @@ def paired_difference(
         return (weights @ correct_difference) / weights.sum(axis=1)
 
     statistic = kappa_difference if endpoint == "kappa" else accuracy_difference
-    (estimate, low, high), notes = _interval(statistic, clusters, n_resamples, seed, confidence)
+    (estimate, low, high, se), notes = _interval(
+        statistic, clusters, n_resamples, seed, confidence
+    )
     return PairedDifference(
         estimate=float(estimate),
         ci_low=float(low),
         ci_high=float(high),
+        se=float(se),
         n_lesions=int(reference.size),
         n_patients=len(np.unique(clusters)),
         notes=tuple(sorted(notes)),

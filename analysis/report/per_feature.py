@@ -49,8 +49,11 @@ def ac1_table(inputs: Inputs) -> pd.DataFrame:
             categories=inputs.categories(feature_name),
             confidence=inputs.confidence,
         )
-        rows.append([cell_id, feature_name, result.estimate, result.ci_low, result.ci_high])
-    return pd.DataFrame(rows, columns=["cell_id", "feature", "ac1", "ac1_ci_low", "ac1_ci_high"])
+        rows.append(
+            [cell_id, feature_name, result.estimate, result.ci_low, result.ci_high, result.se]
+        )
+    columns = ["cell_id", "feature", "ac1", "ac1_ci_low", "ac1_ci_high", "ac1_se"]
+    return pd.DataFrame(rows, columns=columns)
 
 
 def radiologist_table(inputs: Inputs) -> pd.DataFrame:

@@ -87,7 +87,7 @@ def _analysed_answers(
 def _interval(
     statistic, clusters: np.ndarray, n_resamples: int, seed: int, confidence: float
 ) -> tuple[list, set]:
-    """Run a percentile bootstrap and keep its warnings as text for the report."""
+    """Run a percentile bootstrap; return estimate, bounds and SE, and its warnings as text."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         result = cluster_bootstrap(
@@ -98,7 +98,8 @@ def _interval(
             confidence=confidence,
             method="percentile",
         )
-    return [result.estimate, result.ci_low, result.ci_high], {str(w.message) for w in caught}
+    values = [result.estimate, result.ci_low, result.ci_high, result.se]
+    return values, {str(w.message) for w in caught}
 
 
 def _agreement_row(
@@ -127,9 +128,13 @@ def _agreement_row(
         f"accuracy: {n}" for n in accuracy_notes
     )
     return dict(
-        zip(["kappa", "kappa_ci_low", "kappa_ci_high"], kappa_values, strict=True),
+        zip(["kappa", "kappa_ci_low", "kappa_ci_high", "kappa_se"], kappa_values, strict=True),
         **dict(
-            zip(["accuracy", "accuracy_ci_low", "accuracy_ci_high"], accuracy_values, strict=True)
+            zip(
+                ["accuracy", "accuracy_ci_low", "accuracy_ci_high", "accuracy_se"],
+                accuracy_values,
+                strict=True,
+            )
         ),
         n_lesions=len(group),
         n_patients=len(np.unique(clusters)),
@@ -143,9 +148,11 @@ _STATISTIC_COLUMNS = [
     "kappa",
     "kappa_ci_low",
     "kappa_ci_high",
+    "kappa_se",
     "accuracy",
     "accuracy_ci_low",
     "accuracy_ci_high",
+    "accuracy_se",
 ]
 
 

@@ -142,7 +142,8 @@ def test_accuracy_difference_exact_share():
     assert row["test"] == VERSUS_TEST
     assert row["null"] == 0.0
     assert row["ci_low"] <= 0.25 <= row["ci_high"]
-    se = (row["ci_high"] - row["ci_low"]) / (2 * stats.norm.ppf(0.975))
+    # The z test's SE is the standard deviation of the same bootstrap distribution.
+    se = direct_accuracy_bootstrap(TRUTH, zero_shot, SEED).se
     assert row["p_value"] == pytest.approx(stats.norm.sf(0.25 / se), abs=1e-12)
 
 
@@ -335,6 +336,7 @@ def test_versus_rows_adjusted_with_family():
             "accuracy": [0.9, 0.7],
             "accuracy_ci_low": [0.8, 0.55],
             "accuracy_ci_high": [1.0, 0.85],
+            "accuracy_se": [0.05, 0.075],
         }
     )
     table = hypothesis_table(inputs, per_cell, pd.DataFrame(), 0.1)
