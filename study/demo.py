@@ -7,8 +7,9 @@ from pathlib import Path
 
 from study.data.cohort import cohort_sha256, load_cohort
 from study.errors import UserInputError
-from study.protocol import cohort_path, load_protocol
-from study.registration import register, registration_path
+from study.power.record import power_protocol
+from study.protocol import cohort_path, load_protocol, protocol_sha256
+from study.registration import register, registrable_power, registration_path
 from study.sweep import run_protocol, state_dir
 from study.tracking import Tracking
 
@@ -26,9 +27,18 @@ class DemoOutcome:
 
 
 def run_demo(
-    protocol_file: Path, *, tracking_uri: str | None = None, on_cell_done=None
+    protocol_file: Path,
+    *,
+    tracking_uri: str | None = None,
+    on_cell_done=None,
+    on_power_start=None,
+    on_power_progress=None,
 ) -> DemoOutcome:
-    """Build the phantom cohort if needed, register and run the protocol, and write the report."""
+    """Build the phantom cohort if needed, register and run the protocol, and write the report.
+
+    A protocol with a ``power`` section gets its power simulation first, unless
+    it is registered already, so the registration record carries it.
+    """
     from analysis.records import load_run_records
     from analysis.report import build_report, log_report
     from study.data.phantom import build_phantom
@@ -46,6 +56,11 @@ def run_demo(
         phantom = protocol.cohort.phantom
         build_phantom(cohort_dir, patients=phantom.patients, seed=phantom.seed)
     load_cohort(cohort_dir)
+    if protocol.power is not None and not registration_path(protocol_file).is_file():
+        sha256 = protocol_sha256(protocol_file)
+        if registrable_power(protocol_file, protocol.id, sha256) is None:
+            # The sample-size justification comes before registration, as in a real study.
+            power_protocol(protocol_file, on_start=on_power_start, on_progress=on_power_progress)
     record = register(protocol_file, cohort_sha256=cohort_sha256(cohort_dir))
     Tracking(tracking_uri).log_registration(record)
 

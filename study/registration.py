@@ -95,8 +95,21 @@ def register(protocol_file: Path, *, cohort_sha256: str) -> dict:
         "package_version": __version__,
         "canonical_protocol": canonical_json(read_protocol_mapping(protocol_file)),
     }
+    power = registrable_power(protocol_file, protocol.id, sha256)
+    if power is not None:
+        record["power"] = power
     record_file.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
     return record
+
+
+def registrable_power(protocol_file: Path, protocol_id: str, sha256: str) -> dict | None:
+    """Return the power record beside the protocol if it was computed for this protocol version."""
+    from study.power.record import read_power_record
+
+    power = read_power_record(protocol_file, protocol_id)
+    if power is None or power["protocol_sha256"] != sha256:
+        return None
+    return power
 
 
 def check_registration(

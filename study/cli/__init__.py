@@ -52,6 +52,7 @@ def cli(verbose: bool) -> None:
 def register(protocol_file: Path, tracking_uri: str | None) -> None:
     """Freeze PROTOCOL_FILE: record its hash, the UTC time, the git commit and the cohort hash."""
     from study.data.cohort import cohort_sha256, load_cohort
+    from study.power.record import power_record_path
     from study.prompts import check_request_limits
     from study.protocol import cohort_path, load_protocol
     from study.registration import register as register_protocol
@@ -66,6 +67,15 @@ def register(protocol_file: Path, tracking_uri: str | None) -> None:
     click.echo(f"protocol sha256: {record['protocol_sha256']}")
     click.echo(f"cohort sha256:   {record['cohort_sha256']}")
     click.echo(f"record: {registration_path(protocol_file)}")
+    if "power" in record:
+        click.echo(f"power analysis: included (computed at {record['power']['computed_at']})")
+    elif (power_file := power_record_path(protocol_file, record["protocol_id"])).is_file():
+        click.echo(
+            f"power analysis: {power_file} was computed for another version of the protocol, "
+            "so it is not included; rerun 'vlmstudy power' before registering a new protocol"
+        )
+    else:
+        click.echo("power analysis: none (run 'vlmstudy power' first to include one)")
     tracking = Tracking(tracking_uri)
     run_id = tracking.log_registration(record)
     click.echo(f"logged to MLflow ({tracking.tracking_uri}) as run {run_id}")
@@ -307,12 +317,28 @@ def report(run_id: str, out_dir: Path | None, tracking_uri: str | None) -> None:
 @tracking_uri_option
 def demo(protocol_file: Path, tracking_uri: str | None) -> None:
     """Build the phantom cohort, register and run the demo protocol, and write its report."""
+    from tqdm import tqdm
+
     from study.demo import run_demo
 
     bar = _ProgressBar()
+    power_bar = None
+
+    def power_start(total: int) -> None:
+        nonlocal power_bar
+        power_bar = tqdm(total=total, unit="study", desc="power", file=sys.stderr)
+
     try:
-        outcome = run_demo(protocol_file, tracking_uri=tracking_uri, on_cell_done=bar)
+        outcome = run_demo(
+            protocol_file,
+            tracking_uri=tracking_uri,
+            on_cell_done=bar,
+            on_power_start=power_start,
+            on_power_progress=lambda done: power_bar.update(done),
+        )
     finally:
+        if power_bar is not None:
+            power_bar.close()
         bar.close()
     click.echo(f"cohort: {outcome.cohort_dir}")
     click.echo(f"registration record: {outcome.registration}")
@@ -379,9 +405,10 @@ def schema(features: tuple[str, ...]) -> None:
 
 def _register_command_modules() -> None:
     # Each topic's commands live in their own module under study/cli/.
-    from study.cli import data, prompts, tune
+    from study.cli import data, power, prompts, tune
 
     cli.add_command(data.data)
+    cli.add_command(power.power)
     cli.add_command(tune.tune)
     cli.add_command(prompts.prompts)
 

@@ -1,0 +1,105 @@
+"""The power record: written beside the protocol, and into the registration when it matches.
+
+``vlmstudy power`` writes ``<id>.power.json`` beside the protocol. ``vlmstudy
+register`` copies it into the registration record when it was computed for
+the protocol as it is now (same canonical hash), so the sample-size
+justification is frozen with the protocol; a record of another protocol
+version is left out, and the command says so.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from study.errors import UserInputError
+from study.power.design import resolve
+from study.power.simulation import PowerResult, run_power
+from study.protocol import load_protocol, protocol_sha256
+
+
+def power_record_path(protocol_file: Path, protocol_id: str) -> Path:
+    """Return where ``vlmstudy power`` writes its record: ``<id>.power.json`` beside the protocol.
+
+    Examples
+    --------
+    >>> power_record_path(Path("protocols/demo.yaml"), "demo").as_posix()
+    'protocols/demo.power.json'
+    """
+    return Path(protocol_file).with_name(f"{protocol_id}.power.json")
+
+
+def read_power_record(protocol_file: Path, protocol_id: str) -> dict | None:
+    """Return the power record beside the protocol, or None when there is none.
+
+    Raises
+    ------
+    study.errors.UserInputError
+        When the file exists but is not a power record (not JSON, or no results).
+    """
+    path = power_record_path(protocol_file, protocol_id)
+    if not path.is_file():
+        return None
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise UserInputError(
+            f"{path}: not a power record ({error}); delete it or run 'vlmstudy power' again"
+        ) from None
+    if not isinstance(record, dict) or "results" not in record or "protocol_sha256" not in record:
+        raise UserInputError(
+            f"{path}: not a power record (no 'results' or 'protocol_sha256'); delete it or run "
+            "'vlmstudy power' again"
+        )
+    return record
+
+
+def power_protocol(
+    protocol_file: Path,
+    *,
+    lesions: Sequence[int] | None = None,
+    n_sim: int | None = None,
+    workers: int | None = None,
+    on_progress: Callable[[int], None] | None = None,
+    on_start: Callable[[int], None] | None = None,
+) -> tuple[PowerResult, dict, Path]:
+    """Simulate a protocol's power and write its record beside the protocol.
+
+    Parameters
+    ----------
+    protocol_file
+        The protocol.
+    lesions, n_sim
+        Override ``power.lesions`` and ``power.n_sim``.
+    workers
+        Processes; default every core.
+    on_progress
+        Called with the number of simulated studies just finished.
+    on_start
+        Called once with the number of studies to simulate.
+
+    Returns
+    -------
+    tuple
+        The result, the record written and its path.
+    """
+    protocol_file = Path(protocol_file)
+    protocol = load_protocol(protocol_file)
+    design = resolve(protocol)
+    sizes = list(lesions or design.power.lesions)
+    studies = n_sim or design.power.n_sim
+    if on_start is not None:
+        on_start(studies * len(sizes) * (1 + len(design.hypotheses)))
+    result = run_power(
+        design, lesions=sizes, n_sim=studies, workers=workers, on_progress=on_progress
+    )
+    record = result.to_record(
+        protocol_id=protocol.id, protocol_sha256=protocol_sha256(protocol_file)
+    )
+    path = power_record_path(protocol_file, protocol.id)
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    os.replace(partial, path)
+    return result, record, path

@@ -1,0 +1,300 @@
+"""The Monte Carlo loop of ``vlmstudy power``: simulate studies, run the registered tests, count.
+
+Scenarios: ``assumed effect`` draws every tested reader at the error rates the
+protocol states; ``no effect`` for hypothesis H sets each of H's tested cells
+to the error rate at which its endpoint equals the null
+(:meth:`study.power.population.Population.null_rate`), the others as stated.
+The share of studies in which H is rejected is its power under the first and
+its type I error under the second. A hypothesis with several tests (features
+or cells) counts as rejected when every test rejects; the share in which any
+test rejects is reported beside it. Each study's draws come from a seed built
+from the power seed, the scenario, the cohort size and the study's number, so
+the result does not depend on how many processes share the work.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from multiprocessing import get_context
+
+import numpy as np
+import pandas as pd
+
+from analysis.accuracy import proportion_ci
+from analysis.report.registered import registered_tests
+from study import __version__
+from study.power.design import Design
+from study.power.draws import simulate_records
+from study.power.population import Population
+
+EFFECT = "assumed effect"
+NO_EFFECT = "no effect"
+
+RESULT_COLUMNS = [
+    "hypothesis",
+    "scenario",
+    "lesions",
+    "n_sim",
+    "n_tests",
+    "rejected",
+    "rate",
+    "ci_low",
+    "ci_high",
+    "rejected_any",
+    "rate_any",
+    "endpoint_value",
+    "null_value",
+    "alpha",
+]
+"""Columns of :attr:`PowerResult.table`."""
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """Error rates per (cell id, feature) for one scenario."""
+
+    name: str
+    hypothesis: str | None
+    rates: Mapping[tuple[str, str], float]
+    design: Design
+
+
+@dataclass(frozen=True)
+class PowerResult:
+    """The outcome of a power simulation.
+
+    Attributes
+    ----------
+    table
+        One row per hypothesis, scenario and cohort size; columns :data:`RESULT_COLUMNS`.
+    tests
+        One row per test and scenario: ``hypothesis``, ``scenario``, ``feature``,
+        ``cell``, ``comparator``, ``endpoint``, ``error_rate``, ``endpoint_value``, ``null``.
+    settings
+        Cohort sizes, studies per size, seeds, resamples and the assumptions used.
+    """
+
+    table: pd.DataFrame
+    tests: pd.DataFrame
+    settings: dict
+
+    def to_record(self, *, protocol_id: str, protocol_sha256: str) -> dict:
+        """Return the JSON-ready record written beside the protocol and into its registration."""
+        return {
+            "protocol_id": protocol_id,
+            "protocol_sha256": protocol_sha256,
+            "computed_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "package_version": __version__,
+            "settings": self.settings,
+            "tests": _records(self.tests),
+            "results": _records(self.table),
+        }
+
+
+def _records(frame: pd.DataFrame) -> list[dict]:
+    return json.loads(frame.to_json(orient="records"))
+
+
+def _label(cell) -> str:
+    return f"{cell.reader} | {cell.strategy} | {cell.sequences_label} | r{cell.replicate}"
+
+
+def build_scenarios(design: Design, population: Population) -> tuple[list[Scenario], pd.DataFrame]:
+    """Return the scenarios and, per test, its error rate and endpoint value in each."""
+    scenarios = [Scenario(EFFECT, None, dict(design.rates), design)]
+    for hypothesis in design.hypotheses:
+        rates = dict(design.rates)
+        for test in design.tests:
+            if test.hypothesis == hypothesis:
+                rates[(test.cell.cell_id, test.feature)] = population.null_rate(test, design.rates)
+        # Only the hypothesis's multiplicity family bears on its adjusted p-value.
+        scenarios.append(
+            Scenario(NO_EFFECT, hypothesis, rates, design.only(design.family(hypothesis)))
+        )
+    rows = []
+    for scenario in scenarios:
+        for test in design.tests:
+            if scenario.hypothesis not in (None, test.hypothesis):
+                continue
+            rate = scenario.rates[(test.cell.cell_id, test.feature)]
+            value = population.value(test, scenario.rates) if np.isfinite(rate) else np.nan
+            rows.append(
+                {
+                    "hypothesis": test.hypothesis,
+                    "scenario": scenario.name,
+                    "feature": test.feature,
+                    "cell": _label(test.cell),
+                    "comparator": _label(test.comparator) if test.comparator else "",
+                    "endpoint": test.endpoint,
+                    "error_rate": rate,
+                    "endpoint_value": value,
+                    "null": test.null,
+                }
+            )
+    return scenarios, pd.DataFrame(rows)
+
+
+def _limit_threads() -> None:
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(1)
+
+
+def simulate_chunk(
+    design: Design,
+    rates: Mapping[tuple[str, str], float],
+    n_lesions: int,
+    seeds: Sequence[Sequence[int]],
+    n_resamples: int,
+) -> list[dict[str, tuple[int, int, int]]]:
+    """Simulate one study per seed and return, per hypothesis, (tests, rejected, total)."""
+    analysis_seed = int(design.protocol.get("analysis", {}).get("seed", 20261204))
+    outcomes = []
+    for seed in seeds:
+        records = simulate_records(design, rates, n_lesions, np.random.default_rng(list(seed)))
+        tested = registered_tests(records, n_resamples=n_resamples, seed=analysis_seed)
+        rejected = tested["decision"] == "H0 rejected"
+        outcome = {}
+        for hypothesis, index in tested.groupby("id").groups.items():
+            outcome[str(hypothesis)] = (int(rejected[index].sum()), len(index))
+        outcomes.append(outcome)
+    return outcomes
+
+
+def run_power(
+    design: Design,
+    *,
+    lesions: Sequence[int],
+    n_sim: int,
+    workers: int | None = None,
+    chunk: int = 10,
+    scenarios: Sequence[str] = (EFFECT, NO_EFFECT),
+    on_progress: Callable[[int], None] | None = None,
+) -> PowerResult:
+    """Estimate each hypothesis's power and type I error at each cohort size by simulation.
+
+    Parameters
+    ----------
+    design
+        The resolved protocol (:func:`study.power.design.resolve`).
+    lesions
+        Cohort sizes to simulate.
+    n_sim
+        Simulated studies per scenario and size.
+    workers
+        Processes; default every core. With 1, everything runs in this process.
+    chunk
+        Studies per task handed to a process.
+    scenarios
+        Which of :data:`EFFECT` and :data:`NO_EFFECT` to simulate.
+    on_progress
+        Called with the number of studies just finished.
+
+    Returns
+    -------
+    PowerResult
+    """
+    power = design.power
+    population = Population(design, seed=power.seed)
+    chosen = scenarios
+    scenarios, tests = build_scenarios(design, population)
+    tests = tests[tests["scenario"].isin(chosen)].reset_index(drop=True)
+    n_resamples = power.bootstrap_resamples or int(
+        design.protocol.get("analysis", {}).get("bootstrap_resamples", 1000)
+    )
+    tasks = []
+    for s, scenario in enumerate(scenarios):
+        if scenario.name not in chosen:
+            continue
+        if any(not np.isfinite(rate) for rate in scenario.rates.values()):
+            continue
+        for size in lesions:
+            seeds = [(power.seed, s, size, i) for i in range(n_sim)]
+            for start in range(0, n_sim, chunk):
+                tasks.append((s, size, seeds[start : start + chunk]))
+
+    counts: dict[tuple[int, int], list] = {}
+
+    def collect(key: tuple[int, int], outcomes: list) -> None:
+        counts.setdefault(key, []).extend(outcomes)
+        if on_progress is not None:
+            on_progress(len(outcomes))
+
+    workers = workers or os.cpu_count() or 1
+    if workers == 1:
+        for s, size, seeds in tasks:
+            scenario = scenarios[s]
+            outcomes = simulate_chunk(scenario.design, scenario.rates, size, seeds, n_resamples)
+            collect((s, size), outcomes)
+    else:
+        with ProcessPoolExecutor(
+            max_workers=workers, mp_context=get_context("spawn"), initializer=_limit_threads
+        ) as pool:
+            futures = {
+                pool.submit(
+                    simulate_chunk,
+                    scenarios[s].design,
+                    scenarios[s].rates,
+                    size,
+                    seeds,
+                    n_resamples,
+                ): (s, size)
+                for s, size, seeds in tasks
+            }
+            for future in as_completed(futures):
+                collect(futures[future], future.result())
+
+    table = _summarise(design, scenarios, tests, counts, lesions)
+    settings = {
+        "lesions": list(lesions),
+        "n_sim": n_sim,
+        "seed": power.seed,
+        "bootstrap_resamples": n_resamples,
+        "analysis_seed": int(design.protocol.get("analysis", {}).get("seed", 20261204)),
+        "assumptions": power.model_dump(mode="json"),
+        "rule": "a hypothesis is rejected when every one of its tests rejects",
+    }
+    return PowerResult(table=table, tests=tests, settings=settings)
+
+
+def _summarise(design, scenarios, tests, counts, lesions) -> pd.DataFrame:
+    alphas = {
+        str(entry["id"]): float(entry.get("alpha", 0.05)) for entry in design.protocol["hypotheses"]
+    }
+    rows = []
+    for s, scenario in enumerate(scenarios):
+        if scenario.name not in set(tests["scenario"]):
+            continue
+        hypotheses = design.hypotheses if scenario.hypothesis is None else (scenario.hypothesis,)
+        for hypothesis in hypotheses:
+            mine = tests[(tests["hypothesis"] == hypothesis) & (tests["scenario"] == scenario.name)]
+            for size in lesions:
+                outcomes = [o[hypothesis] for o in counts.get((s, size), []) if hypothesis in o]
+                n = len(outcomes)
+                every = sum(rejected == total for rejected, total in outcomes)
+                some = sum(rejected > 0 for rejected, _ in outcomes)
+                interval = proportion_ci(every, n) if n else None
+                rows.append(
+                    {
+                        "hypothesis": hypothesis,
+                        "scenario": scenario.name,
+                        "lesions": int(size),
+                        "n_sim": n,
+                        "n_tests": len(mine),
+                        "rejected": every,
+                        "rate": every / n if n else np.nan,
+                        "ci_low": interval.ci_low if interval else np.nan,
+                        "ci_high": interval.ci_high if interval else np.nan,
+                        "rejected_any": some,
+                        "rate_any": some / n if n else np.nan,
+                        "endpoint_value": float(mine["endpoint_value"].mean()),
+                        "null_value": float(mine["null"].mean()),
+                        "alpha": alphas[hypothesis],
+                    }
+                )
+    return pd.DataFrame(rows, columns=RESULT_COLUMNS)
