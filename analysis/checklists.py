@@ -43,6 +43,7 @@ ITEMS: tuple[ChecklistItem, ...] = (
         "flow",
     ),
     ChecklistItem("MI-CLEAR-LLM", "Prompt testing before the study", ""),
+    ChecklistItem("STARD 2015", "Intended sample size and how it was determined", "power"),
     ChecklistItem("STARD 2015", "Flow of participants: included, excluded, unparseable", "flow"),
     ChecklistItem(
         "STARD 2015", "Baseline characteristics and distribution of the target condition", "cohort"

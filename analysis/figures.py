@@ -227,3 +227,53 @@ def confusion_matrices(
             axes.set_title(name)
         figure.suptitle(title)
     return figure
+
+
+def power_curve(table: pd.DataFrame, *, title: str = "Power by cohort size") -> plt.Figure:
+    """Draw each hypothesis's rejection rate against cohort size, with Monte Carlo intervals.
+
+    ``table`` has the columns of :data:`study.power.simulation.RESULT_COLUMNS`.
+    Solid lines are power under the assumed effect, dashed lines the type I
+    error under no effect; a dotted line marks each hypothesis's alpha and
+    another 0.8, the conventional power target.
+
+    Examples
+    --------
+    >>> table = pd.DataFrame({"hypothesis": ["H1"] * 4,
+    ...     "scenario": ["assumed effect"] * 2 + ["no effect"] * 2, "lesions": [50, 100] * 2,
+    ...     "rate": [0.6, 0.9, 0.05, 0.04], "ci_low": [0.5, 0.85, 0.03, 0.02],
+    ...     "ci_high": [0.7, 0.95, 0.08, 0.07], "alpha": 0.05})
+    >>> [line.get_label() for line in power_curve(table).axes[0].get_lines()][:2]
+    ['H1 power', 'H1 type I error']
+    """
+    colours = ["#1f4e79", "#b22222", "#2e7d32", "#6a1b9a", "#ef6c00", "#00838f"]
+    with plt.rc_context(STYLE):
+        figure, axes = plt.subplots(figsize=(7.0, 4.2), layout="constrained")
+        for index, (hypothesis, rows) in enumerate(table.groupby("hypothesis", sort=False)):
+            colour = colours[index % len(colours)]
+            for scenario, style, name in [
+                ("assumed effect", "-", "power"),
+                ("no effect", "--", "type I error"),
+            ]:
+                part = rows[rows["scenario"] == scenario].sort_values("lesions")
+                if part.empty:
+                    continue
+                x = part["lesions"].to_numpy(dtype=float)
+                y = part["rate"].to_numpy(dtype=float)
+                axes.plot(x, y, style, marker="o", color=colour, label=f"{hypothesis} {name}")
+                axes.vlines(x, part["ci_low"], part["ci_high"], color=colour, linewidth=1.0)
+        for alpha in sorted(set(table["alpha"].astype(float))):
+            axes.axhline(alpha, color="#888888", linestyle=":", linewidth=1.0)
+        axes.axhline(0.8, color="#888888", linestyle=":", linewidth=1.0)
+        sizes = sorted(set(table["lesions"].astype(int)))
+        axes.set_xscale("log")
+        axes.xaxis.set_major_locator(FixedLocator(sizes))
+        axes.xaxis.set_major_formatter(FormatStrFormatter("%d"))
+        axes.xaxis.set_minor_formatter(NullFormatter())
+        axes.set_ylim(-0.02, 1.02)
+        axes.set_xlabel("lesions in the cohort (log scale)")
+        axes.set_ylabel("share of simulated studies rejecting")
+        axes.set_title(title)
+        axes.grid(color="#dddddd", linewidth=0.6)
+        figure.legend(loc="outside right upper", frameon=False)
+    return figure

@@ -85,6 +85,7 @@ def test_demo_writes_store_and_report(demo_run):
         [
             "Question, registration and deviations",
             "Preregistered hypotheses",
+            "Sample size and power",
             "Flow of cases and calls",
             "Cohort",
             "Human baseline",
@@ -99,7 +100,11 @@ def test_demo_writes_store_and_report(demo_run):
         start=1,
     ):
         assert f"## {number}. {title}" in headings
-    assert (folder / "protocols" / "demo.registration.json").is_file()
+    registration = json.loads((folder / "protocols" / "demo.registration.json").read_text())
+    # The demo runs its power simulation before it registers, so the record carries it.
+    assert {row["hypothesis"] for row in registration["power"]["results"]} == {"H1", "H2"}
+    assert reports[0].with_name("figures").joinpath("power_curve.png").is_file()
+    assert "![" in markdown and "power_curve.png" in markdown
 
 
 def test_status_counts_cells(demo_run):

@@ -25,6 +25,7 @@ from analysis.report.flow_cohort import (
 from analysis.report.hypotheses import hypotheses_section, hypothesis_table
 from analysis.report.inputs import prepare
 from analysis.report.per_feature import per_feature_section
+from analysis.report.power import power_section
 from analysis.report.resources import prompts_section, resources_section
 from analysis.report.sensitivity import sensitivity_section
 from analysis.report.tables import agreement_table
@@ -53,8 +54,8 @@ def build_report(
     """Write the run's report as Markdown and self-contained HTML, with figures and CSV tables.
 
     Sections in order: the question, registration and deviations (header);
-    hypotheses; flow of cases and calls; cohort; human baseline; agreement and
-    accuracy per feature and cell; reader versus model; mixed-effects model;
+    hypotheses; sample size and power; flow of cases and calls; cohort; human
+    baseline; agreement and accuracy per feature and cell; reader versus model; mixed-effects model;
     sensitivity analyses; cost and query dates; the checklists; the prompts
     appendix. ``out_dir`` receives ``report.md``, ``report.html`` (CSS inline,
     figures as PNG data URIs), ``figures/`` (PNG and SVG) and ``tables/`` (CSV
@@ -110,6 +111,7 @@ def build_report(
     prompts, prompt_frames = prompts_section(inputs)
     tested = hypothesis_table(inputs, feature_frames["per_cell"], ni, margin)
     hypotheses, hypothesis_frames = hypotheses_section(inputs, tested)
+    power, power_frames = power_section(inputs, figure_dir)
     for part in (
         flow_frames,
         cohort_frames,
@@ -121,11 +123,13 @@ def build_report(
         resources_frames,
         prompt_frames,
         hypothesis_frames,
+        power_frames,
     ):
         frames.update(part)
 
     sections = [
         hypotheses,
+        power,
         flow,
         cohort,
         baseline,

@@ -15,16 +15,17 @@ from analysis.report import build_report
 SECTIONS = [
     "1. Question, registration and deviations",
     "2. Preregistered hypotheses",
-    "3. Flow of cases and calls",
-    "4. Cohort",
-    "5. Human baseline",
-    "6. Agreement and accuracy per feature and cell",
-    "7. Reader versus model",
-    "8. Mixed-effects model",
-    "9. Sensitivity analyses",
-    "10. Cost, tokens, runtime, model snapshots and query dates",
-    "11. Reporting checklists",
-    "12. Appendix: the exact prompts",
+    "3. Sample size and power",
+    "4. Flow of cases and calls",
+    "5. Cohort",
+    "6. Human baseline",
+    "7. Agreement and accuracy per feature and cell",
+    "8. Reader versus model",
+    "9. Mixed-effects model",
+    "10. Sensitivity analyses",
+    "11. Cost, tokens, runtime, model snapshots and query dates",
+    "12. Reporting checklists",
+    "13. Appendix: the exact prompts",
 ]
 
 HYPOTHESES = [
@@ -155,7 +156,7 @@ def test_every_checklist_item_listed(report):
     assert len(checklist) == len(ITEMS)
     answered = checklist[checklist["answered in"].str.startswith("section")]
     assert len(answered) == len([item for item in ITEMS if item.anchor not in ("", "registration")])
-    assert re.search(r"section 12, Appendix", " ".join(checklist["answered in"]))
+    assert re.search(r"section 13, Appendix", " ".join(checklist["answered in"]))
 
 
 def test_figures_written(report):
