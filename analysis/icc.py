@@ -47,6 +47,10 @@ class ICCResult:
     n_raters: int
 
 
+_ROUNDING = 1e-12
+"""Relative size below which a denominator of mean squares counts as zero."""
+
+
 def _mean_squares(x: np.ndarray) -> tuple[float, float, float, float]:
     """Two-way ANOVA mean squares: between targets, within targets, between raters, residual."""
     n, k = x.shape
@@ -133,7 +137,10 @@ def _icc_results(
     with np.errstate(divide="ignore", invalid="ignore"):
         results = _icc_forms(n, k, *_mean_squares(x), confidence)
     if any(np.isnan(result.estimate) for result in results):
-        _warn_undefined("some ICCs are undefined because the ratings do not vary; they are NaN")
+        _warn_undefined(
+            "some ICCs are undefined because a mean-square denominator is zero (for example "
+            "ratings that do not vary); they are NaN"
+        )
     return results
 
 
@@ -142,13 +149,20 @@ def _icc_forms(
 ) -> list[ICCResult]:
     """Compute the six forms from the mean squares; a zero mean square gives inf or NaN."""
     upper = 0.5 + confidence / 2
+    scale = abs(msb) + abs(msw) + abs(msj) + abs(mse)
+
+    def ratio(numerator: float, denominator: float) -> float:
+        # A denominator that is zero up to rounding gives NaN, not a huge value of either sign.
+        if abs(denominator) <= _ROUNDING * scale:
+            return float("nan")
+        return numerator / denominator
 
     f1 = msb / msw
     df1, df21, df3 = n - 1, n * (k - 1), (n - 1) * (k - 1)
     f3 = msb / mse
-    icc1 = (msb - msw) / (msb + (k - 1) * msw)
-    icc2 = (msb - mse) / (msb + (k - 1) * mse + k * (msj - mse) / n)
-    icc3 = (msb - mse) / (msb + (k - 1) * mse)
+    icc1 = ratio(msb - msw, msb + (k - 1) * msw)
+    icc2 = ratio(msb - mse, msb + (k - 1) * mse + k * (msj - mse) / n)
+    icc3 = ratio(msb - mse, msb + (k - 1) * mse)
 
     f1_low = f1 / stats.f.ppf(upper, df1, df21)
     f1_high = f1 * stats.f.ppf(upper, df21, df1)
@@ -189,17 +203,17 @@ def _icc_forms(
             df1,
             df3,
         ),
-        ("ICC1k", (msb - msw) / msb, 1 - 1 / f1_low, 1 - 1 / f1_high, f1, df1, df21),
+        ("ICC1k", ratio(msb - msw, msb), 1 - 1 / f1_low, 1 - 1 / f1_high, f1, df1, df21),
         (
             "ICC2k",
-            (msb - mse) / (msb + (msj - mse) / n),
+            ratio(msb - mse, msb + (msj - mse) / n),
             icc2_low * k / (1 + icc2_low * (k - 1)),
             icc2_high * k / (1 + icc2_high * (k - 1)),
             f3,
             df1,
             df3,
         ),
-        ("ICC3k", (msb - mse) / msb, 1 - 1 / f3_low, 1 - 1 / f3_high, f3, df1, df3),
+        ("ICC3k", ratio(msb - mse, msb), 1 - 1 / f3_low, 1 - 1 / f3_high, f3, df1, df3),
     ]
     return [
         ICCResult(

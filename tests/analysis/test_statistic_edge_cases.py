@@ -25,9 +25,20 @@ def test_input_error_is_user_input_error():
 
 
 def test_icc_constant_ratings_nan():
-    with pytest.warns(UndefinedStatisticWarning, match="ratings do not vary"):
+    with pytest.warns(UndefinedStatisticWarning, match="ratings that do not vary"):
         table = icc_table([[3, 3], [3, 3], [3, 3]])
     assert table["estimate"].isna().all()
+
+
+def test_icc_zero_denominator_nan_in_either_rater_order():
+    # MSB + (MSJ - MSE) / n is zero here, so ICC2k is 0/0; rounding once gave +-2.5e16.
+    ratings = [[1, 2], [1, 2], [1, 2], [2, 2], [3, 1]]
+    with pytest.warns(UndefinedStatisticWarning, match="denominator is zero"):
+        forward = icc(ratings, form="ICC2k").estimate
+    with pytest.warns(UndefinedStatisticWarning, match="denominator is zero"):
+        backward = icc([row[::-1] for row in ratings], form="ICC2k").estimate
+    assert np.isnan(forward)
+    assert np.isnan(backward)
 
 
 def test_icc_perfect_agreement_is_one():
