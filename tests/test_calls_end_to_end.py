@@ -34,6 +34,8 @@ def write_protocol(
 ) -> Path:
     mapping = yaml.safe_load((REPOSITORY / "protocols" / "demo.yaml").read_text())
     mapping["id"] = "calls"
+    # The demo's power section names its readers, which this grid replaces.
+    mapping.pop("power", None)
     mapping["grid"]["readers"] = [reader]
     mapping["grid"]["strategies"] = list(strategies)
     mapping["grid"]["sequences"] = mapping["grid"]["sequences"][:1]

@@ -55,6 +55,8 @@ def write_protocol(folder: Path, base_url: str) -> Path:
     mapping["id"] = "workers"
     mapping["cohort"] = {"path": "cohort"}
     mapping["features"] = ["aphe", "washout"]
+    # The demo's power section names its readers, which this grid replaces.
+    mapping.pop("power", None)
     mapping["grid"]["readers"] = [
         {"kind": "openai", "name": "local-vlm", "base_url": base_url, "model": "local-vlm",
          "api_key_env": "VLMSTUDY_TEST_KEY", "max_concurrency": 1},
