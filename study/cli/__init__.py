@@ -317,28 +317,21 @@ def report(run_id: str, out_dir: Path | None, tracking_uri: str | None) -> None:
 @tracking_uri_option
 def demo(protocol_file: Path, tracking_uri: str | None) -> None:
     """Build the phantom cohort, register and run the demo protocol, and write its report."""
-    from tqdm import tqdm
-
+    from study.cli.power import StudiesBar
     from study.demo import run_demo
 
     bar = _ProgressBar()
-    power_bar = None
-
-    def power_start(total: int) -> None:
-        nonlocal power_bar
-        power_bar = tqdm(total=total, unit="study", desc="power", file=sys.stderr)
-
+    power_bar = StudiesBar()
     try:
         outcome = run_demo(
             protocol_file,
             tracking_uri=tracking_uri,
             on_cell_done=bar,
-            on_power_start=power_start,
-            on_power_progress=lambda done: power_bar.update(done),
+            on_power_start=power_bar.start,
+            on_power_progress=power_bar.update,
         )
     finally:
-        if power_bar is not None:
-            power_bar.close()
+        power_bar.close()
         bar.close()
     click.echo(f"cohort: {outcome.cohort_dir}")
     click.echo(f"registration record: {outcome.registration}")

@@ -10,6 +10,32 @@ import click
 from study.errors import UserInputError
 
 
+class StudiesBar:
+    """A progress bar on standard error of simulated studies, opened when the total is known."""
+
+    def __init__(self, description: str = "power") -> None:
+        self.description = description
+        self._bar = None
+
+    def start(self, total: int) -> None:
+        """Open the bar for ``total`` studies."""
+        from tqdm import tqdm
+
+        self._bar = tqdm(
+            total=total, unit="study", desc=self.description, file=sys.stderr, dynamic_ncols=True
+        )
+
+    def update(self, done: int) -> None:
+        """Count ``done`` more finished studies."""
+        if self._bar is not None:
+            self._bar.update(done)
+
+    def close(self) -> None:
+        """Close the bar if it was opened."""
+        if self._bar is not None:
+            self._bar.close()
+
+
 def _sizes(text: str | None) -> list[int] | None:
     if text is None:
         return None
@@ -54,29 +80,21 @@ def power(protocol_file: Path, n_sim: int | None, lesions: str | None, workers: 
     effect. Run it before 'vlmstudy register' so the result enters the
     registration record.
     """
-    from tqdm import tqdm
-
     from study.power import power_protocol
     from study.registration import registration_path
 
-    bar = None
-
-    def start(total: int) -> None:
-        nonlocal bar
-        bar = tqdm(total=total, unit="study", file=sys.stderr, dynamic_ncols=True)
-
+    bar = StudiesBar()
     try:
         result, record, path = power_protocol(
             protocol_file,
             lesions=_sizes(lesions),
             n_sim=n_sim,
             workers=workers,
-            on_start=start,
-            on_progress=lambda done: bar.update(done),
+            on_start=bar.start,
+            on_progress=bar.update,
         )
     finally:
-        if bar is not None:
-            bar.close()
+        bar.close()
     table = result.table
     click.echo(
         f"{'hypothesis':<10} {'scenario':<15} {'lesions':>7} {'rate':>6}  "
@@ -92,6 +110,14 @@ def power(protocol_file: Path, n_sim: int | None, lesions: str | None, workers: 
         "rate: share of simulated studies that reject (power under the assumed effect, "
         "type I error under no effect); endpoint: its value the assumptions imply"
     )
+    skipped = sorted(set(table.loc[table["n_sim"] == 0, "hypothesis"]))
+    if skipped:
+        click.echo(
+            f"not simulated under no effect: {', '.join(skipped)}; no error rate from 0 to a "
+            "uniform guess puts the endpoint at the null (for example a null above what a "
+            "perfect reader reaches against this noisy reference, or a cell that does not show "
+            "the feature)"
+        )
     click.echo(f"record: {path}")
     if registration_path(protocol_file).is_file():
         click.echo(
