@@ -234,8 +234,8 @@ def power_curve(table: pd.DataFrame, *, title: str = "Power by cohort size") -> 
 
     ``table`` has the columns of :data:`study.power.simulation.RESULT_COLUMNS`.
     Solid lines are power under the assumed effect, dashed lines the type I
-    error under no effect; a dotted line marks each hypothesis's alpha and
-    another 0.8, the conventional power target.
+    error under no effect. Dotted lines mark each hypothesis's alpha and 0.8,
+    the conventional power target.
 
     Examples
     --------

@@ -3,8 +3,8 @@
 ``vlmstudy power`` writes ``<id>.power.json`` beside the protocol. ``vlmstudy
 register`` copies it into the registration record when it was computed for
 the protocol as it is now (same canonical hash), so the sample-size
-justification is frozen with the protocol; a record of another protocol
-version is left out, and the command says so.
+justification is frozen with the protocol. A record of another protocol
+version is left out, and the command prints why.
 """
 
 from __future__ import annotations

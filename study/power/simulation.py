@@ -1,7 +1,7 @@
 """The Monte Carlo loop of ``vlmstudy power``: simulate studies, run the registered tests, count.
 
 Scenarios: ``assumed effect`` draws every tested reader at the error rates the
-protocol states; ``no effect`` for hypothesis H sets each of H's tested cells
+protocol states. ``no effect`` for hypothesis H sets each of H's tested cells
 to the error rate at which its endpoint equals the null
 (:meth:`study.power.population.Population.null_rate`), the others as stated.
 The share of studies in which H is rejected is its power under the first and
