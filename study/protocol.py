@@ -338,6 +338,8 @@ class PowerSpec(_Strict):
         default_factory=dict
     )
     error_rates: dict[str, dict[str, float | dict[str, float]]] = Field(default_factory=dict)
+    # Expected endpoint value per hypothesis id; it overrides the error rates of its cells.
+    effects: dict[str, float] = Field(default_factory=dict)
     bootstrap_resamples: int | None = Field(None, ge=100)
 
     @field_validator("radiologist_kappa")
@@ -444,6 +446,12 @@ class Protocol(_Strict):
         if unknown:
             raise ValueError(
                 f"power.error_rates: unknown reader(s) {unknown}; grid readers: {', '.join(names)}"
+            )
+        ids = [hypothesis.id for hypothesis in self.hypotheses]
+        unknown = [name for name in self.power.effects if name not in ids]
+        if unknown:
+            raise ValueError(
+                f"power.effects: unknown hypothesis id(s) {unknown}; hypotheses: {', '.join(ids)}"
             )
         return self
 

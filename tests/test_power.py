@@ -13,7 +13,7 @@ from scipy import stats
 from study.errors import UserInputError
 from study.power import read_power_record, resolve, run_power
 from study.power.population import Population
-from study.power.simulation import EFFECT, NO_EFFECT
+from study.power.simulation import EFFECT, NO_EFFECT, build_scenarios
 from study.protocol import load_protocol
 from study.readers.simulated import draw_answers
 from tests.conftest import REPOSITORY, run_cli
@@ -147,6 +147,24 @@ def test_null_rate_of_kappa_matches_its_formula(tmp_path):
     assert population.null_rate(test, design.rates) == pytest.approx(0.4, abs=0.004)
 
 
+def test_stated_effect_sets_error_rate(tmp_path):
+    # Zero-shot stays at accuracy 0.7; a stated difference of 0.15 needs few-shot at 0.85.
+    mapping = two_proportion_mapping(effects={"H": 0.15})
+    design = resolve(load_protocol(write_protocol(tmp_path, mapping)))
+    _, tests = build_scenarios(design, Population(design, seed=6))
+    assumed = tests.query("scenario == @EFFECT").iloc[0]
+    assert assumed["error_rate"] == pytest.approx(0.15, abs=0.005)
+    assert assumed["endpoint_value"] == pytest.approx(0.15, abs=1e-5)
+    null = tests.query("scenario == @NO_EFFECT").iloc[0]
+    assert null["error_rate"] == pytest.approx(0.3, abs=0.005)
+
+
+def test_effects_name_known_hypotheses(tmp_path):
+    mapping = two_proportion_mapping(effects={"H9": 0.1})
+    with pytest.raises(UserInputError, match=r"power.effects: unknown hypothesis id\(s\) \['H9'\]"):
+        load_protocol(write_protocol(tmp_path, mapping))
+
+
 def test_seeded_result_does_not_depend_on_workers(tmp_path):
     design = resolve(load_protocol(write_protocol(tmp_path, two_proportion_mapping())))
     alone = run_power(design, lesions=[40, 60], n_sim=12, workers=1, chunk=5)
@@ -206,7 +224,9 @@ def test_power_cli_writes_record_and_registration_takes_it(tmp_path):
         cwd=folder,
     )
     assert finished.returncode == 0, finished.stderr
-    assert "assumed effect" in finished.stdout and "no effect" in finished.stdout
+    assert "assumed effect" in finished.stdout
+    assert "no effect" in finished.stdout
+    assert "80% power" in finished.stdout
     record = read_power_record(protocol_file, "twoprop")
     assert record["settings"]["lesions"] == [30, 40]
     assert record["settings"]["n_sim"] == 10

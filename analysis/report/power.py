@@ -12,6 +12,29 @@ from analysis.report.inputs import Inputs
 
 TITLE = "Sample size and power"
 
+POWER_TARGET = 0.8
+"""The conventional power a study is planned for."""
+
+
+def powered_sizes(results: pd.DataFrame, target: float = POWER_TARGET) -> dict[str, int | None]:
+    """Return per hypothesis the smallest simulated cohort whose power reaches ``target``.
+
+    None when no simulated size reaches it.
+
+    Examples
+    --------
+    >>> results = pd.DataFrame({"hypothesis": ["H1", "H1", "H2"], "scenario": "assumed effect",
+    ...                         "lesions": [50, 100, 50], "rate": [0.7, 0.9, 0.3]})
+    >>> powered_sizes(results)
+    {'H1': 100, 'H2': None}
+    """
+    sizes: dict[str, int | None] = {}
+    effect = results[results["scenario"] == "assumed effect"].sort_values("lesions")
+    for hypothesis, rows in effect.groupby("hypothesis", sort=False):
+        reached = rows[rows["rate"] >= target]
+        sizes[str(hypothesis)] = int(reached["lesions"].iloc[0]) if len(reached) else None
+    return sizes
+
 
 def power_section(inputs: Inputs, figure_dir: Path) -> tuple[Section, dict[str, pd.DataFrame]]:
     """Show the registered power simulation: assumptions, power curve and type I error.
@@ -44,6 +67,13 @@ def power_section(inputs: Inputs, figure_dir: Path) -> tuple[Section, dict[str, 
         "effect, where each tested cell's error rate puts its endpoint exactly at the null. "
         f"Rule: {settings['rule']}. This study has {n_lesions} lesions."
     )
+    reached = [
+        f"{hypothesis} reaches 80% power from {size} lesions"
+        if size is not None
+        else f"{hypothesis} stays below 80% power at every simulated size"
+        for hypothesis, size in powered_sizes(results).items()
+    ]
+    intro += " " + "; ".join(reached) + "."
     shown = results.assign(
         mc_ci=[interval(a, b) for a, b in results[["ci_low", "ci_high"]].to_numpy()]
     )[

@@ -80,7 +80,9 @@ def power(protocol_file: Path, n_sim: int | None, lesions: str | None, workers: 
     effect. Run it before 'vlmstudy register' so the result enters the
     registration record.
     """
+    from analysis.report.power import powered_sizes
     from study.power import power_protocol
+    from study.power.simulation import EFFECT
     from study.registration import registration_path
 
     bar = StudiesBar()
@@ -110,6 +112,18 @@ def power(protocol_file: Path, n_sim: int | None, lesions: str | None, workers: 
         "rate: share of simulated studies that reject (power under the assumed effect, "
         "type I error under no effect); endpoint: its value the assumptions imply"
     )
+    for hypothesis, size in powered_sizes(table).items():
+        if size is None:
+            best = table[(table["hypothesis"] == hypothesis) & (table["scenario"] == EFFECT)]
+            click.echo(
+                f"{hypothesis}: below 80% power at every simulated size "
+                f"(at most {best['rate'].max():.2f}); simulate larger cohorts with --lesions"
+            )
+        else:
+            click.echo(
+                f"{hypothesis}: 80% power from {size} lesions (the smallest simulated size "
+                "that reaches it)"
+            )
     skipped = sorted(set(table.loc[table["n_sim"] == 0, "hypothesis"]))
     if skipped:
         click.echo(

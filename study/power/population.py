@@ -135,20 +135,29 @@ class Population:
         key = (test.comparator.cell_id, test.feature)
         return own - self.endpoint(test.endpoint, test.comparator, test.feature, rates[key])
 
-    def null_rate(
-        self, test: Test, rates: Mapping[tuple[str, str], float], *, tolerance: float = 1e-6
-    ) -> float:
-        """Return the tested cell's error rate at which the test's endpoint equals its null.
+    def null_rate(self, test: Test, rates: Mapping[tuple[str, str], float]) -> float:
+        """Return the tested cell's error rate at which the test's endpoint equals its null."""
+        return self.rate_for(test, test.null, rates)
 
-        NaN when no rate reaches the null: it lies above the value at rate 0 or
-        below the value of a uniform guess, or the rate does not matter (a cell
-        that shows no images or not the feature's sequences).
+    def rate_for(
+        self,
+        test: Test,
+        target: float,
+        rates: Mapping[tuple[str, str], float],
+        *,
+        tolerance: float = 1e-6,
+    ) -> float:
+        """Return the tested cell's error rate at which the test's endpoint equals ``target``.
+
+        NaN when no rate reaches the target: it lies above the value at rate 0
+        or below the value of a uniform guess, or the rate does not matter (a
+        cell that shows no images or not the feature's sequences).
         """
         key = (test.cell.cell_id, test.feature)
         low, high = 0.0, 1.0 - 1.0 / len(FEATURES[test.feature].categories)
 
         def gap(rate: float) -> float:
-            return self.value(test, {**rates, key: rate}) - test.null
+            return self.value(test, {**rates, key: rate}) - target
 
         at_low, at_high = gap(low), gap(high)
         if not (np.isfinite(at_low) and np.isfinite(at_high)) or at_low < 0 or at_high > 0:

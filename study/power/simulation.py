@@ -105,13 +105,24 @@ def _label(cell) -> str:
 
 
 def build_scenarios(design: Design, population: Population) -> tuple[list[Scenario], pd.DataFrame]:
-    """Return the scenarios and, per test, its error rate and endpoint value in each."""
-    scenarios = [Scenario(EFFECT, None, dict(design.rates), design)]
+    """Return the scenarios and, per test, its error rate and endpoint value in each.
+
+    A hypothesis listed in ``power.effects`` gets, in the assumed-effect scenario,
+    the error rate per tested cell that puts its endpoint at the stated value.
+    """
+    assumed = dict(design.rates)
+    for test in design.tests:
+        if test.hypothesis in design.power.effects:
+            target = design.power.effects[test.hypothesis]
+            assumed[(test.cell.cell_id, test.feature)] = population.rate_for(
+                test, target, design.rates
+            )
+    scenarios = [Scenario(EFFECT, None, assumed, design)]
     for hypothesis in design.hypotheses:
-        rates = dict(design.rates)
+        rates = dict(assumed)
         for test in design.tests:
             if test.hypothesis == hypothesis:
-                rates[(test.cell.cell_id, test.feature)] = population.null_rate(test, design.rates)
+                rates[(test.cell.cell_id, test.feature)] = population.null_rate(test, assumed)
         # Only the hypothesis's multiplicity family bears on its adjusted p-value.
         scenarios.append(
             Scenario(NO_EFFECT, hypothesis, rates, design.only(design.family(hypothesis)))
