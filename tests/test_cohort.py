@@ -121,6 +121,19 @@ def test_broken_tables_one_message(tmp_path):
     assert "has 11 problem(s)" in message
 
 
+def test_unknown_lesion_one_message_per_lesion(tmp_path):
+    # 14 rows of one missing lesion: one message, ten line numbers and a count of the rest.
+    features = ["aphe", "washout", "enhancing_capsule", "restricted_diffusion", "fat_in_mass"]
+    extra = [f"L9,R{r},{f},absent" for r in (1, 2, 3) for f in features][:14]
+    root = _write_cohort(tmp_path, VALID_MANIFEST, [*VALID_READS, *extra], VALID_PATHOLOGY)
+    with pytest.raises(UserInputError) as raised:
+        load_cohort(root)
+    message = str(raised.value)
+    assert message.count("lesion 'L9' is not in manifest.csv") == 1
+    assert "reads.csv lines 5, 6, 7, 8, 9, 10, 11, 12, 13, 14 and 4 more: lesion 'L9'" in message
+    assert "has 1 problem(s)" in message
+
+
 def test_missing_columns_and_tables(tmp_path):
     (tmp_path / "manifest.csv").write_text("patient_id,lesion_id,sequence,image\nP1,L1,t2,a.nii\n")
     with pytest.raises(UserInputError) as raised:

@@ -185,11 +185,25 @@ def _unknown(where: str, field: str, value: str, allowed: tuple[str, ...]) -> st
     return f"{where}: unknown {field} {value!r}; use one of {', '.join(allowed)}."
 
 
-def _unknown_lesion(where: str, lesion_id: str) -> str:
-    return (
-        f"{where}: lesion {lesion_id!r} is not in {MANIFEST}; "
-        "add the lesion to the manifest or remove the row."
-    )
+_LINES_SHOWN = 10
+"""Line numbers listed per unknown lesion before the rest are counted."""
+
+
+def _unknown_lesions(table: pd.DataFrame, name: str, lesion_ids: set[str]) -> list[str]:
+    """Return one message per lesion missing from the manifest, with the lines that name it."""
+    unknown = table[~table["lesion_id"].isin(lesion_ids)]
+    problems = []
+    for lesion_id, rows in unknown.groupby("lesion_id", sort=False):
+        lines = [_line(index) for index in rows.index]
+        shown = ", ".join(map(str, lines[:_LINES_SHOWN]))
+        if len(lines) > _LINES_SHOWN:
+            shown += f" and {len(lines) - _LINES_SHOWN} more"
+        where = f"{name} line {shown}" if len(lines) == 1 else f"{name} lines {shown}"
+        problems.append(
+            f"{where}: lesion {lesion_id!r} is not in {MANIFEST}; "
+            "add the lesion to the manifest or remove its rows."
+        )
+    return problems
 
 
 def _missing_columns(table: pd.DataFrame, name: str) -> list[str]:
@@ -314,10 +328,9 @@ def check_answers(
     if problems:
         return problems
 
+    problems += _unknown_lesions(table, name, lesion_ids)
     for index, row in table.iterrows():
         where = f"{name} line {_line(index)}"
-        if row["lesion_id"] not in lesion_ids:
-            problems.append(_unknown_lesion(where, row["lesion_id"]))
         if with_reader and not row["reader"]:
             problems.append(f"{where}: empty reader; fill in the reader's id.")
         feature = FEATURES.get(row["feature"])
@@ -352,10 +365,9 @@ def check_pathology(pathology: pd.DataFrame, lesion_ids: set[str]) -> list[str]:
     if problems:
         return problems
 
+    problems += _unknown_lesions(pathology, PATHOLOGY, lesion_ids)
     for index, row in pathology.iterrows():
         where = f"{PATHOLOGY} line {_line(index)}"
-        if row["lesion_id"] not in lesion_ids:
-            problems.append(_unknown_lesion(where, row["lesion_id"]))
         if row["diagnosis"] not in DIAGNOSES:
             problems.append(_unknown(where, "diagnosis", row["diagnosis"], DIAGNOSES))
         if not row["method"]:
