@@ -9,7 +9,7 @@ strategy or define a new name; :func:`resolve_strategy` merges the two into a
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 from functools import cache
 from importlib import resources
 from typing import Any, Literal
@@ -99,10 +99,22 @@ class Strategy:
     system_role: bool = True
 
     def settings(self) -> dict[str, Any]:
-        """Return every field except the description, which does not change what is sent."""
-        values = asdict(self)
-        del values["description"]
-        return values
+        """Return every field except the description, which does not change what is sent.
+
+        Every request key holds these settings, so this runs once per call. The
+        fields are all scalars, and a shallow copy is several times cheaper than
+        ``dataclasses.asdict``, which copies each value recursively.
+
+        Examples
+        --------
+        >>> Strategy("zero_shot", description="plain").settings()["name"]
+        'zero_shot'
+        """
+        return {
+            field.name: getattr(self, field.name)
+            for field in fields(self)
+            if field.name != "description"
+        }
 
 
 @cache
