@@ -280,6 +280,10 @@ class TuneSpec(_Strict):
         return space
 
 
+CELL_KEYS = ("reader", "strategy", "sequences", "replicate")
+"""Keys that select grid cells in a hypothesis's ``contrast`` and ``versus``."""
+
+
 class HypothesisSpec(_Strict):
     """One preregistered hypothesis, answered in the report's hypotheses section."""
 
@@ -307,6 +311,18 @@ class HypothesisSpec(_Strict):
 
     @model_validator(mode="after")
     def _comparable(self) -> HypothesisSpec:
+        for key, selection in (("contrast", self.contrast), ("versus", self.versus or {})):
+            unknown = [name for name in selection if name not in CELL_KEYS]
+            if unknown:
+                raise ValueError(
+                    f"hypothesis {self.id}: {key} key(s) {unknown} are not cell keys; use "
+                    f"{', '.join(CELL_KEYS)}"
+                )
+        if self.endpoint == "noninferiority" and self.direction != "greater":
+            raise ValueError(
+                f"hypothesis {self.id}: a non-inferiority test is one-sided by definition; "
+                "remove 'direction' or set it to greater"
+            )
         if self.versus is not None:
             if self.endpoint not in ("kappa", "accuracy"):
                 raise ValueError(
@@ -318,6 +334,10 @@ class HypothesisSpec(_Strict):
         return self
 
 
+MAX_POWER_LESIONS = 20_000
+"""Largest simulated cohort; every study holds all its lesions' answers in memory."""
+
+
 class PowerSpec(_Strict):
     """Assumptions of ``vlmstudy power``: cohort sizes, radiologists and each reader's accuracy.
 
@@ -326,7 +346,9 @@ class PowerSpec(_Strict):
     output shows the endpoint value they imply.
     """
 
-    lesions: list[Annotated[int, Field(ge=10)]] = Field([50, 100, 200, 400], min_length=1)
+    lesions: list[Annotated[int, Field(ge=10, le=MAX_POWER_LESIONS)]] = Field(
+        [50, 100, 200, 400], min_length=1
+    )
     n_sim: int = Field(500, ge=10)
     seed: int = 1
     lesions_per_patient: float = Field(2.0, ge=1.0, le=20.0)
@@ -341,6 +363,11 @@ class PowerSpec(_Strict):
     # Expected endpoint value per hypothesis id; it overrides the error rates of its cells.
     effects: dict[str, float] = Field(default_factory=dict)
     bootstrap_resamples: int | None = Field(None, ge=100)
+
+    @field_validator("lesions")
+    @classmethod
+    def _distinct_sizes(cls, sizes: list[int]) -> list[int]:
+        return sorted(set(sizes))
 
     @field_validator("radiologist_kappa")
     @classmethod
@@ -376,7 +403,12 @@ class PowerSpec(_Strict):
     def _rates_per_reader(
         cls, rates: dict[str, dict[str, float | dict[str, float]]]
     ) -> dict[str, dict[str, float | dict[str, float]]]:
-        for reader_rates in rates.values():
+        for reader, reader_rates in rates.items():
+            if not reader_rates:
+                raise ValueError(
+                    f"error rates of reader {reader!r} are empty; give at least a default, "
+                    "e.g. {default: 0.2}"
+                )
             SimulatedReaderSpec._rates_are_probabilities(reader_rates)
         return rates
 
@@ -438,6 +470,18 @@ class Protocol(_Strict):
         return self
 
     @model_validator(mode="after")
+    def _hypotheses_on_studied_features(self) -> Protocol:
+        for hypothesis in self.hypotheses:
+            outside = [name for name in hypothesis.features if name not in self.features]
+            if outside:
+                raise ValueError(
+                    f"hypothesis {hypothesis.id}: feature(s) {outside} are not among the "
+                    f"protocol's features ({', '.join(self.features)}); add them to 'features' "
+                    "so the readers judge them"
+                )
+        return self
+
+    @model_validator(mode="after")
     def _power_readers_known(self) -> Protocol:
         if self.power is None:
             return self
@@ -447,6 +491,16 @@ class Protocol(_Strict):
             raise ValueError(
                 f"power.error_rates: unknown reader(s) {unknown}; grid readers: {', '.join(names)}"
             )
+        strategies = set(known_strategy_names(self.prompts)) | {"default"}
+        for reader, rates in self.power.error_rates.items():
+            for feature, entry in rates.items():
+                misspelled = sorted(set(entry) - strategies) if isinstance(entry, dict) else []
+                if misspelled:
+                    named = ", ".join(sorted(strategies - {"default"}))
+                    raise ValueError(
+                        f"power.error_rates.{reader}.{feature}: unknown strategy(ies) "
+                        f"{misspelled}; use default or one of {named}"
+                    )
         ids = [hypothesis.id for hypothesis in self.hypotheses]
         unknown = [name for name in self.power.effects if name not in ids]
         if unknown:

@@ -98,7 +98,8 @@ def test_two_proportion_power_matches_closed_form(two_proportion):
     assert abs(row["rate"] - expected) <= monte_carlo_tolerance(expected, 400)
     assert row["ci_low"] < expected < row["ci_high"]
     # The population difference the assumptions imply is p1 - p2.
-    assert row["endpoint_value"] == pytest.approx(0.1, abs=0.005)
+    assert row["endpoint_min"] == pytest.approx(0.1, abs=0.005)
+    assert row["endpoint_max"] == row["endpoint_min"]
 
 
 def test_two_proportion_type_one_error_is_alpha(two_proportion):
@@ -245,8 +246,9 @@ def test_power_cli_writes_record_and_registration_takes_it(tmp_path):
 @pytest.mark.parametrize(
     ("arguments", "message"),
     [
-        (["--lesions", "abc"], "cohort sizes of at least 10 lesions"),
-        (["--lesions", "5"], "cohort sizes of at least 10 lesions"),
+        (["--lesions", "abc"], "cohort sizes from 10 to 20000 lesions"),
+        (["--lesions", "5"], "cohort sizes from 10 to 20000 lesions"),
+        (["--lesions", "50,99999999999"], "cohort sizes from 10 to 20000 lesions"),
         (["--n-sim", "3"], "--n-sim"),
     ],
 )
@@ -263,3 +265,106 @@ def test_corrupt_power_record_stops_registration(tmp_path):
     (tmp_path / "twoprop.power.json").write_text("{not json", encoding="utf-8")
     with pytest.raises(UserInputError, match="twoprop.power.json: not a power record"):
         read_power_record(protocol_file, "twoprop")
+
+
+def hypothesis_change(**changes) -> dict:
+    mapping = two_proportion_mapping()
+    mapping["hypotheses"][0].update(changes)
+    return mapping
+
+
+@pytest.mark.parametrize(
+    ("mapping", "message"),
+    [
+        (hypothesis_change(versus={"strategi": "zero_shot"}), r"versus key\(s\) \['strategi'\]"),
+        (hypothesis_change(contrast={"raeder": "sim"}), r"contrast key\(s\) \['raeder'\]"),
+        (hypothesis_change(features=["washout"]), "not among the protocol's features"),
+        (
+            hypothesis_change(endpoint="noninferiority", versus=None, direction="less"),
+            "one-sided by definition",
+        ),
+        (two_proportion_mapping(lesions=[50, 30000]), "less than or equal to 20000"),
+        (
+            two_proportion_mapping(error_rates={"sim": {"aphe": {"zero_shoot": 0.5}}}),
+            r"unknown strategy\(ies\) \['zero_shoot'\]",
+        ),
+        (two_proportion_mapping(error_rates={"sim": {}}), "error rates of reader 'sim' are empty"),
+    ],
+)
+def test_protocol_rejects_untestable_power_settings(tmp_path, mapping, message):
+    with pytest.raises(UserInputError, match=message):
+        load_protocol(write_protocol(tmp_path, mapping))
+
+
+def test_duplicate_sizes_counted_once(tmp_path):
+    protocol = load_protocol(
+        write_protocol(tmp_path, two_proportion_mapping(lesions=[100, 50, 50]))
+    )
+    assert protocol.power.lesions == [50, 100]
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"versus": {"strategy": "few_shot"}}, "selects the contrast cell"),
+        ({"contrast": {"sequences": ["t2"]}}, "selects no grid cell"),
+    ],
+)
+def test_resolve_rejects_bad_cells(tmp_path, changes, message):
+    with pytest.raises(UserInputError, match=message):
+        resolve(load_protocol(write_protocol(tmp_path, hypothesis_change(**changes))))
+
+
+def test_resolve_rejects_cell_without_needed_sequences(tmp_path):
+    mapping = two_proportion_mapping()
+    mapping["features"] = ["aphe", "fat_in_mass"]
+    mapping["hypotheses"][0]["features"] = ["fat_in_mass"]
+    with pytest.raises(UserInputError, match="does not show the sequences fat_in_mass needs"):
+        resolve(load_protocol(write_protocol(tmp_path, mapping)))
+
+
+def test_several_tests_count_all_for_power_any_for_errors(tmp_path):
+    mapping = two_proportion_mapping()
+    mapping["features"] = ["aphe", "washout"]
+    mapping["hypotheses"][0]["features"] = ["aphe", "washout"]
+    design = resolve(load_protocol(write_protocol(tmp_path, mapping)))
+    result = run_power(design, lesions=[60], n_sim=20, workers=1)
+    for row in result.table.itertuples():
+        assert row.n_tests == 2
+        counted = row.rejected_all if row.scenario == EFFECT else row.rejected_any
+        assert row.rejected == counted
+        assert row.rate == counted / row.n_sim
+        assert row.rejected_all <= row.rejected_any
+
+
+def test_incomplete_power_record_rejected(tmp_path):
+    protocol_file = write_protocol(tmp_path, two_proportion_mapping())
+    record = {"protocol_id": "twoprop", "protocol_sha256": "x", "results": [], "tests": []}
+    (tmp_path / "twoprop.power.json").write_text(json.dumps(record), encoding="utf-8")
+    with pytest.raises(UserInputError, match="missing computed_at, settings"):
+        read_power_record(protocol_file, "twoprop")
+
+
+def test_register_stops_on_power_of_another_version(tmp_path):
+    protocol_file = write_protocol(tmp_path, two_proportion_mapping())
+    finished = run_cli(
+        "power",
+        protocol_file.name,
+        "--n-sim",
+        "10",
+        "--lesions",
+        "30",
+        "--workers",
+        "1",
+        cwd=tmp_path,
+    )
+    assert finished.returncode == 0, finished.stderr
+    protocol_file.write_text(
+        yaml.safe_dump(two_proportion_mapping(seed=9), sort_keys=False), encoding="utf-8"
+    )
+    phantom = run_cli("data", "phantom", "--out", "cohort", "--patients", "8", cwd=tmp_path)
+    assert phantom.returncode == 0, phantom.stderr
+    registered = run_cli("register", protocol_file.name, cwd=tmp_path)
+    assert registered.returncode == 2
+    assert "computed for another version of the protocol" in registered.stderr
+    assert not (tmp_path / "twoprop.registration.json").exists()

@@ -60,6 +60,7 @@ from analysis.report.document import Section, interval, table
 from analysis.report.inputs import Inputs
 from analysis.report.paired import PAIRED_ENDPOINTS, paired_difference, paired_lesions
 from study.lirads import FEATURES
+from study.protocol import CELL_KEYS
 
 logger = logging.getLogger(__name__)
 
@@ -68,9 +69,6 @@ HYPOTHESIS_KEYS = (
     "null_value margin"
 ).split()
 """Keys read from each entry of the protocol's ``hypotheses`` list."""
-
-CELL_KEYS = ("reader", "strategy", "sequences", "replicate")
-"""Keys that identify a cell in ``contrast`` and ``versus``."""
 
 VERSUS_TEST = "z test on the bootstrap SE of the paired difference"
 """Default ``test`` of a hypothesis with ``versus``."""

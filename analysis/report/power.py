@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from analysis import figures
@@ -34,6 +35,21 @@ def powered_sizes(results: pd.DataFrame, target: float = POWER_TARGET) -> dict[s
         reached = rows[rows["rate"] >= target]
         sizes[str(hypothesis)] = int(reached["lesions"].iloc[0]) if len(reached) else None
     return sizes
+
+
+def endpoint_span(low: float, high: float) -> str:
+    """Return an endpoint value, or its range over a hypothesis's tests, for display.
+
+    Examples
+    --------
+    >>> endpoint_span(0.4, 0.4), endpoint_span(0.0, 0.83), endpoint_span(float("nan"), 0.2)
+    ('0.400', '0.000 to 0.830', 'NA')
+    """
+    if not (np.isfinite(low) and np.isfinite(high)):
+        return "NA"
+    if abs(high - low) < 5e-4:
+        return f"{low:.3f}"
+    return f"{low:.3f} to {high:.3f}"
 
 
 def power_section(inputs: Inputs, figure_dir: Path) -> tuple[Section, dict[str, pd.DataFrame]]:
@@ -75,19 +91,12 @@ def power_section(inputs: Inputs, figure_dir: Path) -> tuple[Section, dict[str, 
     ]
     intro += " " + "; ".join(reached) + "."
     shown = results.assign(
-        mc_ci=[interval(a, b) for a, b in results[["ci_low", "ci_high"]].to_numpy()]
-    )[
-        [
-            "hypothesis",
-            "scenario",
-            "lesions",
-            "n_sim",
-            "rate",
-            "mc_ci",
-            "endpoint_value",
-            "null_value",
-        ]
-    ]
+        mc_ci=[interval(a, b) for a, b in results[["ci_low", "ci_high"]].to_numpy()],
+        endpoint=[
+            endpoint_span(low, high)
+            for low, high in results[["endpoint_min", "endpoint_max"]].to_numpy()
+        ],
+    )[["hypothesis", "scenario", "lesions", "n_sim", "rate", "mc_ci", "endpoint", "null_value"]]
     shown = shown.rename(columns={"mc_ci": "Monte Carlo 95% CI"})
     assumed = tests[
         ["hypothesis", "scenario", "feature", "cell", "comparator", "error_rate", "endpoint_value"]

@@ -52,9 +52,9 @@ def cli(verbose: bool) -> None:
 def register(protocol_file: Path, tracking_uri: str | None) -> None:
     """Freeze PROTOCOL_FILE: record its hash, the UTC time, the git commit and the cohort hash."""
     from study.data.cohort import cohort_sha256, load_cohort
-    from study.power.record import power_record_path
+    from study.power.record import power_record_path, read_power_record
     from study.prompts import check_request_limits
-    from study.protocol import cohort_path, load_protocol
+    from study.protocol import cohort_path, load_protocol, protocol_sha256
     from study.registration import register as register_protocol
     from study.registration import registration_path
     from study.tracking import Tracking
@@ -62,6 +62,15 @@ def register(protocol_file: Path, tracking_uri: str | None) -> None:
     protocol = load_protocol(protocol_file)
     cohort_dir = cohort_path(protocol, protocol_file)
     check_request_limits(protocol, load_cohort(cohort_dir))
+    power_file = power_record_path(protocol_file, protocol.id)
+    stale = read_power_record(protocol_file, protocol.id)
+    first_registration = not registration_path(protocol_file).is_file()
+    if first_registration and stale and stale["protocol_sha256"] != protocol_sha256(protocol_file):
+        raise UserInputError(
+            f"{power_file} was computed for another version of the protocol; run 'vlmstudy "
+            f"power {protocol_file}' again so the registration carries a matching power "
+            "analysis, or delete the file to register without one"
+        )
     record = register_protocol(protocol_file, cohort_sha256=cohort_sha256(cohort_dir))
     click.echo(f"registered {record['protocol_id']} at {record['registered_at']}")
     click.echo(f"protocol sha256: {record['protocol_sha256']}")
@@ -69,10 +78,10 @@ def register(protocol_file: Path, tracking_uri: str | None) -> None:
     click.echo(f"record: {registration_path(protocol_file)}")
     if "power" in record:
         click.echo(f"power analysis: included (computed at {record['power']['computed_at']})")
-    elif (power_file := power_record_path(protocol_file, record["protocol_id"])).is_file():
+    elif power_file.is_file():
         click.echo(
-            f"power analysis: {power_file} was computed for another version of the protocol, "
-            "so it is not included; rerun 'vlmstudy power' before registering a new protocol"
+            f"power analysis: not included; {power_file} was written after the protocol was "
+            "first registered"
         )
     else:
         click.echo("power analysis: none (run 'vlmstudy power' first to include one)")

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import signal
 import sys
 from pathlib import Path
 
 import click
 
 from study.errors import UserInputError
+from study.protocol import MAX_POWER_LESIONS
 
 
 class StudiesBar:
@@ -36,6 +38,10 @@ class StudiesBar:
             self._bar.close()
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def _sizes(text: str | None) -> list[int] | None:
     if text is None:
         return None
@@ -43,10 +49,10 @@ def _sizes(text: str | None) -> list[int] | None:
         sizes = [int(part) for part in text.split(",") if part.strip()]
     except ValueError:
         sizes = []
-    if not sizes or min(sizes) < 10:
+    if not sizes or min(sizes) < 10 or max(sizes) > MAX_POWER_LESIONS:
         raise UserInputError(
-            f"--lesions {text!r}: give cohort sizes of at least 10 lesions, comma-separated, "
-            "e.g. 50,100,200,400"
+            f"--lesions {text!r}: give cohort sizes from 10 to {MAX_POWER_LESIONS} lesions, "
+            "comma-separated, e.g. 50,100,200,400"
         )
     return sorted(set(sizes))
 
@@ -80,11 +86,13 @@ def power(protocol_file: Path, n_sim: int | None, lesions: str | None, workers: 
     effect. Run it before 'vlmstudy register' so the result enters the
     registration record.
     """
-    from analysis.report.power import powered_sizes
+    from analysis.report.power import endpoint_span, powered_sizes
     from study.power import power_protocol
     from study.power.simulation import EFFECT
     from study.registration import registration_path
 
+    # A SIGTERM stops the simulation as Ctrl-C does, so the worker processes are ended too.
+    signal.signal(signal.SIGTERM, _interrupt)
     bar = StudiesBar()
     try:
         result, record, path = power_protocol(
@@ -103,14 +111,15 @@ def power(protocol_file: Path, n_sim: int | None, lesions: str | None, workers: 
         f"{'Monte Carlo 95% CI':<18} {'endpoint':>9} {'null':>7}"
     )
     for row in table.itertuples(index=False):
+        endpoint = endpoint_span(row.endpoint_min, row.endpoint_max)
         click.echo(
             f"{row.hypothesis:<10} {row.scenario:<15} {row.lesions:>7} {row.rate:>6.3f}  "
-            f"{row.ci_low:.3f} to {row.ci_high:.3f}     {row.endpoint_value:>9.3f} "
-            f"{row.null_value:>7.3f}"
+            f"{row.ci_low:.3f} to {row.ci_high:.3f}     {endpoint:>9} {row.null_value:>7.3f}"
         )
     click.echo(
-        "rate: share of simulated studies that reject (power under the assumed effect, "
-        "type I error under no effect); endpoint: its value the assumptions imply"
+        "rate: share of simulated studies that reject: power under the assumed effect (every "
+        "test of the hypothesis rejects), type I error under no effect (any test rejects). "
+        "endpoint: the value the assumptions imply, a range when the tests differ."
     )
     for hypothesis, size in powered_sizes(table).items():
         if size is None:

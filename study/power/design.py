@@ -20,11 +20,8 @@ from study.errors import UserInputError
 from study.grid import expand_grid
 from study.lirads import FEATURES
 from study.prompts.spec import resolve_strategy
-from study.protocol import PowerSpec, Protocol, SimulatedReaderSpec
+from study.protocol import CELL_KEYS, PowerSpec, Protocol, SimulatedReaderSpec
 from study.readers.simulated import error_rate
-
-CELL_KEYS = ("reader", "strategy", "sequences", "replicate")
-"""Keys a hypothesis's ``contrast`` and ``versus`` select cells by."""
 
 
 @dataclass(frozen=True)
@@ -154,6 +151,16 @@ def _comparator(cell: SimCell, versus: Mapping[str, Any], cells: list[SimCell]) 
     return found[0] if found else None
 
 
+def cell_label(cell: SimCell) -> str:
+    """Return a readable cell name: reader, strategy, sequences and replicate."""
+    return f"{cell.reader} | {cell.strategy} | {cell.sequences_label} | r{cell.replicate}"
+
+
+def _needed(feature: str) -> str:
+    spec = FEATURES[feature]
+    return " or ".join("+".join(option) for option in (spec.needs, *spec.alternatives))
+
+
 def _reader_rates(protocol: Protocol, reader: str, hypothesis: str) -> Mapping[str, Any]:
     stated = protocol.power.error_rates if protocol.power else {}
     if reader in stated:
@@ -209,7 +216,9 @@ def resolve(protocol: Protocol) -> Design:
         selected = [cell for cell in grid if _matches(cell, hypothesis.contrast)]
         if not selected:
             raise UserInputError(
-                f"hypothesis {hypothesis.id}: contrast {hypothesis.contrast} selects no grid cell"
+                f"hypothesis {hypothesis.id}: contrast {hypothesis.contrast} selects no grid cell; "
+                f"the grid has readers {', '.join(r.name for r in protocol.grid.readers)} and "
+                f"strategies {', '.join(protocol.grid.strategies)}"
             )
         null = (
             -(hypothesis.margin or margin_default)
@@ -222,10 +231,25 @@ def resolve(protocol: Protocol) -> Design:
                 comparator = _comparator(cell, hypothesis.versus, grid)
                 if comparator is None:
                     raise UserInputError(
-                        f"hypothesis {hypothesis.id}: cell {cell.reader} | {cell.strategy} | "
-                        f"{cell.sequences_label} has no comparator cell {hypothesis.versus}"
+                        f"hypothesis {hypothesis.id}: cell {cell_label(cell)} has no comparator "
+                        f"cell {hypothesis.versus} in the grid; point 'versus' at grid readers, "
+                        "strategies or sequences"
+                    )
+                if comparator == cell:
+                    raise UserInputError(
+                        f"hypothesis {hypothesis.id}: 'versus' {hypothesis.versus} selects the "
+                        f"contrast cell {cell_label(cell)} itself; name another strategy, reader "
+                        "or sequence combination"
                     )
             for feature in hypothesis.features:
+                for used in (cell, comparator):
+                    if used is not None and not used.judgeable(feature):
+                        raise UserInputError(
+                            f"hypothesis {hypothesis.id}: cell {cell_label(used)} does not "
+                            f"show the sequences {feature} needs ({_needed(feature)}), so its "
+                            "answers are all indeterminate and the test cannot reject; select "
+                            "cells that show them"
+                        )
                 tests.append(
                     Test(hypothesis.id, hypothesis.endpoint, feature, cell, comparator, null)
                 )

@@ -19,6 +19,9 @@ from study.power.design import resolve
 from study.power.simulation import PowerResult, run_power
 from study.protocol import load_protocol, protocol_sha256
 
+RECORD_KEYS = ["protocol_id", "protocol_sha256", "computed_at", "settings", "tests", "results"]
+"""Keys every power record has."""
+
 
 def power_record_path(protocol_file: Path, protocol_id: str) -> Path:
     """Return where ``vlmstudy power`` writes its record: ``<id>.power.json`` beside the protocol.
@@ -48,9 +51,12 @@ def read_power_record(protocol_file: Path, protocol_id: str) -> dict | None:
         raise UserInputError(
             f"{path}: not a power record ({error}); delete it or run 'vlmstudy power' again"
         ) from None
-    if not isinstance(record, dict) or "results" not in record or "protocol_sha256" not in record:
+    if not isinstance(record, dict):
+        record = {}
+    missing = [key for key in RECORD_KEYS if key not in record]
+    if missing:
         raise UserInputError(
-            f"{path}: not a power record (no 'results' or 'protocol_sha256'); delete it or run "
+            f"{path}: not a power record (missing {', '.join(missing)}); delete it or run "
             "'vlmstudy power' again"
         )
     return record
@@ -87,13 +93,18 @@ def power_protocol(
     """
     protocol_file = Path(protocol_file)
     protocol = load_protocol(protocol_file)
-    design = resolve(protocol)
-    sizes = list(lesions or design.power.lesions)
-    studies = n_sim or design.power.n_sim
-    if on_start is not None:
-        on_start(studies * len(sizes) * (1 + len(design.hypotheses)))
+    try:
+        design = resolve(protocol)
+    except UserInputError as error:
+        raise UserInputError(f"{protocol_file}: {error}") from None
+    sizes = sorted(set(lesions or design.power.lesions))
     result = run_power(
-        design, lesions=sizes, n_sim=studies, workers=workers, on_progress=on_progress
+        design,
+        lesions=sizes,
+        n_sim=n_sim or design.power.n_sim,
+        workers=workers,
+        on_start=on_start,
+        on_progress=on_progress,
     )
     record = result.to_record(
         protocol_id=protocol.id, protocol_sha256=protocol_sha256(protocol_file)

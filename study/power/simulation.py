@@ -6,8 +6,9 @@ to the error rate at which its endpoint equals the null
 (:meth:`study.power.population.Population.null_rate`), the others as stated.
 The share of studies in which H is rejected is its power under the first and
 its type I error under the second. A hypothesis with several tests (features
-or cells) counts as rejected when every test rejects; the share in which any
-test rejects is reported beside it. Each study's draws come from a seed built
+or cells) counts toward power when every test rejects, and toward type I
+error when any test rejects, since the report would then declare one row
+significant. Each study's draws come from a seed built
 from the power seed, the scenario, the cohort size and the study's number, so
 the result does not depend on how many processes share the work.
 """
@@ -16,8 +17,8 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from multiprocessing import get_context
@@ -28,7 +29,7 @@ import pandas as pd
 from analysis.accuracy import proportion_ci
 from analysis.report.registered import registered_tests
 from study import __version__
-from study.power.design import Design
+from study.power.design import Design, cell_label
 from study.power.draws import simulate_records
 from study.power.population import Population
 
@@ -45,13 +46,21 @@ RESULT_COLUMNS = [
     "rate",
     "ci_low",
     "ci_high",
+    "rejected_all",
     "rejected_any",
-    "rate_any",
-    "endpoint_value",
+    "endpoint_min",
+    "endpoint_max",
     "null_value",
     "alpha",
 ]
-"""Columns of :attr:`PowerResult.table`."""
+"""Columns of :attr:`PowerResult.table`.
+
+``rejected`` and ``rate`` count studies in which every test of the hypothesis
+rejects under the assumed effect (power), and in which any test rejects under
+no effect (type I error); ``rejected_all`` and ``rejected_any`` give both
+counts for either scenario. ``endpoint_min`` and ``endpoint_max`` span the
+endpoint values the scenario implies over the hypothesis's tests.
+"""
 
 
 @dataclass(frozen=True)
@@ -100,10 +109,6 @@ def _records(frame: pd.DataFrame) -> list[dict]:
     return json.loads(frame.to_json(orient="records"))
 
 
-def _label(cell) -> str:
-    return f"{cell.reader} | {cell.strategy} | {cell.sequences_label} | r{cell.replicate}"
-
-
 def build_scenarios(design: Design, population: Population) -> tuple[list[Scenario], pd.DataFrame]:
     """Return the scenarios and, per test, its error rate and endpoint value in each.
 
@@ -139,8 +144,8 @@ def build_scenarios(design: Design, population: Population) -> tuple[list[Scenar
                     "hypothesis": test.hypothesis,
                     "scenario": scenario.name,
                     "feature": test.feature,
-                    "cell": _label(test.cell),
-                    "comparator": _label(test.comparator) if test.comparator else "",
+                    "cell": cell_label(test.cell),
+                    "comparator": cell_label(test.comparator) if test.comparator else "",
                     "endpoint": test.endpoint,
                     "error_rate": rate,
                     "endpoint_value": value,
@@ -150,10 +155,17 @@ def build_scenarios(design: Design, population: Population) -> tuple[list[Scenar
     return scenarios, pd.DataFrame(rows)
 
 
-def _limit_threads() -> None:
+def _start_worker() -> None:
+    """Use one BLAS thread per process, and leave Ctrl-C to the parent, which stops the pool."""
     from threadpoolctl import threadpool_limits
 
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     threadpool_limits(1)
+
+
+def _simulate_task(task: tuple) -> tuple[tuple[int, int], list]:
+    key, design, rates, size, seeds, n_resamples = task
+    return key, simulate_chunk(design, rates, size, seeds, n_resamples)
 
 
 def simulate_chunk(
@@ -185,6 +197,7 @@ def run_power(
     workers: int | None = None,
     chunk: int = 10,
     scenarios: Sequence[str] = (EFFECT, NO_EFFECT),
+    on_start: Callable[[int], None] | None = None,
     on_progress: Callable[[int], None] | None = None,
 ) -> PowerResult:
     """Estimate each hypothesis's power and type I error at each cohort size by simulation.
@@ -203,6 +216,8 @@ def run_power(
         Studies per task handed to a process.
     scenarios
         Which of :data:`EFFECT` and :data:`NO_EFFECT` to simulate.
+    on_start
+        Called once with the number of studies to simulate.
     on_progress
         Called with the number of studies just finished.
 
@@ -229,36 +244,23 @@ def run_power(
             for start in range(0, n_sim, chunk):
                 tasks.append((s, size, seeds[start : start + chunk]))
 
+    if on_start is not None:
+        on_start(sum(len(seeds) for _, _, seeds in tasks))
+    work = [
+        ((s, size), scenarios[s].design, scenarios[s].rates, size, seeds, n_resamples)
+        for s, size, seeds in tasks
+    ]
     counts: dict[tuple[int, int], list] = {}
-
-    def collect(key: tuple[int, int], outcomes: list) -> None:
-        counts.setdefault(key, []).extend(outcomes)
-        if on_progress is not None:
-            on_progress(len(outcomes))
-
     workers = workers or os.cpu_count() or 1
     if workers == 1:
-        for s, size, seeds in tasks:
-            scenario = scenarios[s]
-            outcomes = simulate_chunk(scenario.design, scenario.rates, size, seeds, n_resamples)
-            collect((s, size), outcomes)
+        finished = map(_simulate_task, work)
+        for key, outcomes in finished:
+            _collect(counts, key, outcomes, on_progress)
     else:
-        with ProcessPoolExecutor(
-            max_workers=workers, mp_context=get_context("spawn"), initializer=_limit_threads
-        ) as pool:
-            futures = {
-                pool.submit(
-                    simulate_chunk,
-                    scenarios[s].design,
-                    scenarios[s].rates,
-                    size,
-                    seeds,
-                    n_resamples,
-                ): (s, size)
-                for s, size, seeds in tasks
-            }
-            for future in as_completed(futures):
-                collect(futures[future], future.result())
+        # Leaving the block, normally or on Ctrl-C or an error, terminates the workers.
+        with get_context("spawn").Pool(workers, initializer=_start_worker) as pool:
+            for key, outcomes in pool.imap_unordered(_simulate_task, work):
+                _collect(counts, key, outcomes, on_progress)
 
     table = _summarise(design, scenarios, tests, counts, lesions)
     settings = {
@@ -268,9 +270,18 @@ def run_power(
         "bootstrap_resamples": n_resamples,
         "analysis_seed": int(design.protocol.get("analysis", {}).get("seed", 20261204)),
         "assumptions": power.model_dump(mode="json"),
-        "rule": "a hypothesis is rejected when every one of its tests rejects",
+        "rule": (
+            "power counts a study when every test of the hypothesis rejects; type I error "
+            "counts it when any test rejects"
+        ),
     }
     return PowerResult(table=table, tests=tests, settings=settings)
+
+
+def _collect(counts: dict, key: tuple[int, int], outcomes: list, on_progress) -> None:
+    counts.setdefault(key, []).extend(outcomes)
+    if on_progress is not None:
+        on_progress(len(outcomes))
 
 
 def _summarise(design, scenarios, tests, counts, lesions) -> pd.DataFrame:
@@ -289,7 +300,9 @@ def _summarise(design, scenarios, tests, counts, lesions) -> pd.DataFrame:
                 n = len(outcomes)
                 every = sum(rejected == total for rejected, total in outcomes)
                 some = sum(rejected > 0 for rejected, _ in outcomes)
-                interval = proportion_ci(every, n) if n else None
+                # Power needs every test to reject; a false positive needs only one.
+                counted = every if scenario.name == EFFECT else some
+                interval = proportion_ci(counted, n) if n else None
                 rows.append(
                     {
                         "hypothesis": hypothesis,
@@ -297,13 +310,14 @@ def _summarise(design, scenarios, tests, counts, lesions) -> pd.DataFrame:
                         "lesions": int(size),
                         "n_sim": n,
                         "n_tests": len(mine),
-                        "rejected": every,
-                        "rate": every / n if n else np.nan,
+                        "rejected": counted,
+                        "rate": counted / n if n else np.nan,
                         "ci_low": interval.ci_low if interval else np.nan,
                         "ci_high": interval.ci_high if interval else np.nan,
+                        "rejected_all": every,
                         "rejected_any": some,
-                        "rate_any": some / n if n else np.nan,
-                        "endpoint_value": float(mine["endpoint_value"].mean()),
+                        "endpoint_min": float(mine["endpoint_value"].min()),
+                        "endpoint_max": float(mine["endpoint_value"].max()),
                         "null_value": float(mine["null"].mean()),
                         "alpha": alphas[hypothesis],
                     }
