@@ -113,7 +113,8 @@ def test_report_renders_in_chromium(tmp_path):
 
     assert title == "Browser check"
     assert headings[0] == "1. Question, registration and deviations"
-    assert len(headings) == 12
+    assert len(headings) == 13
+    assert headings[2] == "3. Sample size and power"
     assert len(images) >= 4
     assert all(complete and width > 0 for complete, width in images), images
     assert height > 2000
