@@ -209,22 +209,28 @@ def test_resolve_needs_hypotheses(tmp_path):
         resolve(load_protocol(write_protocol(tmp_path, mapping)))
 
 
-def test_power_cli_writes_record_and_registration_takes_it(tmp_path):
-    folder = tmp_path / "study"
-    folder.mkdir()
-    protocol_file = write_protocol(folder, two_proportion_mapping())
+def quick_power(protocol_file: Path, lesions: str):
+    """Run ``vlmstudy power`` with ten studies per size in one process, and check it succeeded."""
     finished = run_cli(
         "power",
         protocol_file.name,
         "--n-sim",
         "10",
         "--lesions",
-        "40,30",
+        lesions,
         "--workers",
         "1",
-        cwd=folder,
+        cwd=protocol_file.parent,
     )
     assert finished.returncode == 0, finished.stderr
+    return finished
+
+
+def test_power_cli_writes_record_and_registration_takes_it(tmp_path):
+    folder = tmp_path / "study"
+    folder.mkdir()
+    protocol_file = write_protocol(folder, two_proportion_mapping())
+    finished = quick_power(protocol_file, "40,30")
     assert "assumed effect" in finished.stdout
     assert "no effect" in finished.stdout
     assert "80% power" in finished.stdout
@@ -347,18 +353,7 @@ def test_incomplete_power_record_rejected(tmp_path):
 
 def test_register_stops_on_power_of_another_version(tmp_path):
     protocol_file = write_protocol(tmp_path, two_proportion_mapping())
-    finished = run_cli(
-        "power",
-        protocol_file.name,
-        "--n-sim",
-        "10",
-        "--lesions",
-        "30",
-        "--workers",
-        "1",
-        cwd=tmp_path,
-    )
-    assert finished.returncode == 0, finished.stderr
+    quick_power(protocol_file, "30")
     protocol_file.write_text(
         yaml.safe_dump(two_proportion_mapping(seed=9), sort_keys=False), encoding="utf-8"
     )
