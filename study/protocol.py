@@ -199,7 +199,7 @@ class AnalysisSpec(_Strict):
     """The preregistered analysis settings."""
 
     bootstrap_resamples: int = Field(1000, ge=100)
-    seed: int = 20261204
+    seed: int = Field(20261204, ge=0)
     confidence: float = Field(0.95, gt=0.5, lt=1.0)
     indeterminate_as: Literal["absent", "missing"] = "absent"
     failures_as: Literal["wrong", "missing"] = "wrong"
@@ -307,6 +307,9 @@ class HypothesisSpec(_Strict):
         unknown = [name for name in names if name not in FEATURES]
         if unknown:
             raise ValueError(f"unknown feature(s) {unknown}; known features: {', '.join(FEATURES)}")
+        repeated = sorted({name for name in names if names.count(name) > 1})
+        if repeated:
+            raise ValueError(f"feature(s) {repeated} are listed twice; list each feature once")
         return names
 
     @model_validator(mode="after")
@@ -337,6 +340,9 @@ class HypothesisSpec(_Strict):
 MAX_POWER_LESIONS = 20_000
 """Largest simulated cohort; every study holds all its lesions' answers in memory."""
 
+MAX_POWER_STUDIES = 100_000
+"""Most simulated studies per cohort size and scenario; the seeds of all are listed up front."""
+
 
 class PowerSpec(_Strict):
     """Assumptions of ``vlmstudy power``: cohort sizes, radiologists and each reader's accuracy.
@@ -349,8 +355,8 @@ class PowerSpec(_Strict):
     lesions: list[Annotated[int, Field(ge=10, le=MAX_POWER_LESIONS)]] = Field(
         [50, 100, 200, 400], min_length=1
     )
-    n_sim: int = Field(500, ge=10)
-    seed: int = 1
+    n_sim: int = Field(500, ge=10, le=MAX_POWER_STUDIES)
+    seed: int = Field(1, ge=0)
     lesions_per_patient: float = Field(2.0, ge=1.0, le=20.0)
     radiologists: int = Field(3, ge=2, le=10)
     radiologist_kappa: dict[str, Annotated[float, Field(gt=0.0, le=1.0)]] = Field(
@@ -471,6 +477,10 @@ class Protocol(_Strict):
 
     @model_validator(mode="after")
     def _hypotheses_on_studied_features(self) -> Protocol:
+        ids = [hypothesis.id for hypothesis in self.hypotheses]
+        repeated = sorted({name for name in ids if ids.count(name) > 1})
+        if repeated:
+            raise ValueError(f"hypothesis id(s) {repeated} are used twice; give each its own id")
         for hypothesis in self.hypotheses:
             outside = [name for name in hypothesis.features if name not in self.features]
             if outside:

@@ -295,6 +295,9 @@ def hypothesis_change(**changes) -> dict:
             r"unknown strategy\(ies\) \['zero_shoot'\]",
         ),
         (two_proportion_mapping(error_rates={"sim": {}}), "error rates of reader 'sim' are empty"),
+        (two_proportion_mapping(seed=-1), "greater than or equal to 0"),
+        (two_proportion_mapping(n_sim=10**6), "less than or equal to 100000"),
+        (hypothesis_change(features=["aphe", "aphe"]), "listed twice"),
     ],
 )
 def test_protocol_rejects_untestable_power_settings(tmp_path, mapping, message):
@@ -363,3 +366,45 @@ def test_register_stops_on_power_of_another_version(tmp_path):
     assert registered.returncode == 2
     assert "computed for another version of the protocol" in registered.stderr
     assert not (tmp_path / "twoprop.registration.json").exists()
+
+
+def test_duplicate_hypothesis_ids_rejected(tmp_path):
+    mapping = two_proportion_mapping()
+    mapping["hypotheses"].append(dict(mapping["hypotheses"][0]))
+    with pytest.raises(UserInputError, match=r"hypothesis id\(s\) \['H'\] are used twice"):
+        load_protocol(write_protocol(tmp_path, mapping))
+
+
+def test_unreachable_effect_rejected(tmp_path):
+    design = resolve(
+        load_protocol(write_protocol(tmp_path, two_proportion_mapping(effects={"H": 0.9})))
+    )
+    with pytest.raises(UserInputError, match=r"power.effects.H = 0.9 cannot be reached"):
+        build_scenarios(design, Population(design, seed=1, n_lesions=20_000))
+
+
+def test_stated_rates_must_cover_tested_features(tmp_path):
+    mapping = two_proportion_mapping(error_rates={"sim": {"washout": 0.1}})
+    with pytest.raises(UserInputError, match="give none for aphe under strategy"):
+        resolve(load_protocol(write_protocol(tmp_path, mapping)))
+
+
+def test_malformed_power_record_rejected(tmp_path):
+    protocol_file = write_protocol(tmp_path, two_proportion_mapping())
+    quick_power(protocol_file, "30")
+    record = read_power_record(protocol_file, "twoprop")
+    record["results"] = "x"
+    (tmp_path / "twoprop.power.json").write_text(json.dumps(record), encoding="utf-8")
+    with pytest.raises(UserInputError, match="results must be lists"):
+        read_power_record(protocol_file, "twoprop")
+
+
+def test_record_never_overwrites_protocol(tmp_path):
+    mapping = two_proportion_mapping()
+    mapping["id"] = "twoprop"
+    protocol_file = tmp_path / "twoprop.power.json"
+    protocol_file.write_text(json.dumps(mapping), encoding="utf-8")
+    finished = run_cli("power", protocol_file.name, "--n-sim", "10", cwd=tmp_path)
+    assert finished.returncode == 2
+    assert "would be written over the protocol itself" in finished.stderr
+    assert json.loads(protocol_file.read_text(encoding="utf-8")) == mapping

@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from study.errors import UserInputError
-from study.protocol import MAX_POWER_LESIONS
+from study.protocol import MAX_POWER_LESIONS, MAX_POWER_STUDIES
 
 
 class StudiesBar:
@@ -61,7 +61,7 @@ def _sizes(text: str | None) -> list[int] | None:
 @click.argument("protocol_file", type=click.Path(path_type=Path))
 @click.option(
     "--n-sim",
-    type=click.IntRange(min=10),
+    type=click.IntRange(min=10, max=MAX_POWER_STUDIES),
     default=None,
     help="Simulated studies per cohort size and scenario [default: power.n_sim, else 500].",
 )
@@ -137,9 +137,9 @@ def power(protocol_file: Path, n_sim: int | None, lesions: str | None, workers: 
     if skipped:
         click.echo(
             f"not simulated under no effect: {', '.join(skipped)}; no error rate from 0 to a "
-            "uniform guess puts the endpoint at the null (for example a null above what a "
-            "perfect reader reaches against this noisy reference, or a cell that does not show "
-            "the feature)"
+            "uniform guess puts the endpoint at the null, because the null lies outside the "
+            "range between a perfect reader and a guess against this reference, or the cell's "
+            "strategy shows no images, so its error rate changes nothing"
         )
     click.echo(f"record: {path}")
     if registration_path(protocol_file).is_file():

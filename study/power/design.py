@@ -175,6 +175,20 @@ def _reader_rates(protocol: Protocol, reader: str, hypothesis: str) -> Mapping[s
     )
 
 
+def _check_covered(rates: Mapping[str, Any], cell: SimCell, feature: str) -> None:
+    """Raise unless the rates state one for the feature and strategy, directly or by default."""
+    entry = rates.get(feature, rates.get("default"))
+    covered = entry is not None and (
+        not isinstance(entry, Mapping) or cell.strategy in entry or "default" in entry
+    )
+    if not covered:
+        raise UserInputError(
+            f"the error rates of reader {cell.reader!r} give none for {feature} under strategy "
+            f"{cell.strategy!r}; add '{feature}' or 'default' (with '{cell.strategy}' or "
+            "'default' inside a per-strategy mapping)"
+        )
+
+
 def _prevalence(power: PowerSpec, feature: str) -> np.ndarray:
     categories = FEATURES[feature].categories
     stated = power.prevalence.get(feature)
@@ -262,7 +276,12 @@ def resolve(protocol: Protocol) -> Design:
     for cell in cells:
         hypothesis = next(test.hypothesis for test in tests if cell in (test.cell, test.comparator))
         reader_rates = _reader_rates(protocol, cell.reader, hypothesis)
+        stated = protocol.power is not None and cell.reader in protocol.power.error_rates
         for feature in needed[cell.cell_id]:
+            if stated:
+                # A grid simulated reader falls back to the built-in rate when it runs, so only
+                # rates stated for the power analysis must cover every tested feature.
+                _check_covered(reader_rates, cell, feature)
             rates[(cell.cell_id, feature)] = error_rate(reader_rates, feature, cell.strategy)
     features = sorted({feature for names in needed.values() for feature in names})
     kappas = {**DEFAULT_TARGET_KAPPA, **power.radiologist_kappa}

@@ -54,12 +54,26 @@ def read_power_record(protocol_file: Path, protocol_id: str) -> dict | None:
     if not isinstance(record, dict):
         record = {}
     missing = [key for key in RECORD_KEYS if key not in record]
-    if missing:
+    problem = f"missing {', '.join(missing)}" if missing else _malformed(record)
+    if problem:
         raise UserInputError(
-            f"{path}: not a power record (missing {', '.join(missing)}); delete it or run "
-            "'vlmstudy power' again"
+            f"{path}: not a power record ({problem}); delete it or run 'vlmstudy power' again"
         )
     return record
+
+
+def _malformed(record: dict) -> str:
+    """Return what is wrong with a record that has every key, or an empty string."""
+    from study.power.simulation import RESULT_COLUMNS
+
+    if not isinstance(record["computed_at"], str) or not isinstance(record["settings"], dict):
+        return "computed_at must be text and settings a mapping"
+    rows = record["results"]
+    if not isinstance(record["tests"], list) or not isinstance(rows, list) or not rows:
+        return "tests and results must be lists, and results not empty"
+    if not all(isinstance(row, dict) and set(RESULT_COLUMNS) <= set(row) for row in rows):
+        return f"every result needs the columns {', '.join(RESULT_COLUMNS)}"
+    return ""
 
 
 def power_protocol(
@@ -98,6 +112,19 @@ def power_protocol(
     except UserInputError as error:
         raise UserInputError(f"{protocol_file}: {error}") from None
     sizes = sorted(set(lesions or design.power.lesions))
+    path = power_record_path(protocol_file, protocol.id)
+    partial = path.with_name(path.name + ".partial")
+    if path.resolve() == protocol_file.resolve():
+        raise UserInputError(
+            f"{protocol_file}: the power record of protocol {protocol.id!r} would be written "
+            f"over the protocol itself ({path.name}); rename the protocol file"
+        )
+    for target in (path, partial):
+        if target.exists() and not target.is_file():
+            raise UserInputError(
+                f"{target} exists and is not a file, so the power record cannot be written; "
+                "move it away"
+            )
     result = run_power(
         design,
         lesions=sizes,
@@ -109,8 +136,6 @@ def power_protocol(
     record = result.to_record(
         protocol_id=protocol.id, protocol_sha256=protocol_sha256(protocol_file)
     )
-    path = power_record_path(protocol_file, protocol.id)
-    partial = path.with_name(path.name + ".partial")
     partial.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
     os.replace(partial, path)
     return result, record, path

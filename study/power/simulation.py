@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -29,6 +30,7 @@ import pandas as pd
 from analysis.accuracy import proportion_ci
 from analysis.report.registered import registered_tests
 from study import __version__
+from study.errors import UserInputError
 from study.power.design import Design, cell_label
 from study.power.draws import simulate_records
 from study.power.population import Population
@@ -119,9 +121,15 @@ def build_scenarios(design: Design, population: Population) -> tuple[list[Scenar
     for test in design.tests:
         if test.hypothesis in design.power.effects:
             target = design.power.effects[test.hypothesis]
-            assumed[(test.cell.cell_id, test.feature)] = population.rate_for(
-                test, target, design.rates
-            )
+            rate = population.rate_for(test, target, design.rates)
+            if not np.isfinite(rate):
+                raise UserInputError(
+                    f"power.effects.{test.hypothesis} = {target:g} cannot be reached for "
+                    f"{test.feature} in cell {cell_label(test.cell)}: under these assumptions "
+                    f"its {test.endpoint} ranges from a uniform guess to a perfect reader, and "
+                    f"{target:g} lies outside that range; state a value inside it"
+                )
+            assumed[(test.cell.cell_id, test.feature)] = rate
     scenarios = [Scenario(EFFECT, None, assumed, design)]
     for hypothesis in design.hypotheses:
         rates = dict(assumed)
@@ -161,6 +169,23 @@ def _start_worker() -> None:
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     threadpool_limits(1)
+
+
+def _pool(workers: int):
+    """Start the worker processes with Ctrl-C ignored from their first instruction.
+
+    A spawned process keeps an ignored signal across exec, and Python then
+    installs no KeyboardInterrupt handler, so a Ctrl-C while the workers still
+    import the package prints no traceback in them; the parent stops the pool.
+    """
+    context = get_context("spawn")
+    if threading.current_thread() is not threading.main_thread():
+        return context.Pool(workers, initializer=_start_worker)
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        return context.Pool(workers, initializer=_start_worker)
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _simulate_task(task: tuple) -> tuple[tuple[int, int], list]:
@@ -258,7 +283,7 @@ def run_power(
             _collect(counts, key, outcomes, on_progress)
     else:
         # Leaving the block, normally or on Ctrl-C or an error, terminates the workers.
-        with get_context("spawn").Pool(workers, initializer=_start_worker) as pool:
+        with _pool(workers) as pool:
             for key, outcomes in pool.imap_unordered(_simulate_task, work):
                 _collect(counts, key, outcomes, on_progress)
 
