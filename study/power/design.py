@@ -1,4 +1,4 @@
-"""What a power simulation draws: the cells the hypotheses test and the assumptions about them.
+"""The inputs of a power simulation: the cells the hypotheses test and the assumptions about them.
 
 A protocol's hypotheses select grid cells by ``contrast`` (and their comparator
 cells by ``versus``). Only those cells and the features their hypotheses name
@@ -41,7 +41,7 @@ class SimCell:
         return "+".join(self.sequences)
 
     def judgeable(self, feature: str) -> bool:
-        """Whether the cell shows every sequence ``feature`` needs."""
+        """Return whether the cell shows every sequence ``feature`` needs."""
         return FEATURES[feature].judgeable(self.sequences)
 
 

@@ -59,7 +59,7 @@ RESULT_COLUMNS = [
 
 ``rejected`` and ``rate`` count studies in which every test of the hypothesis
 rejects under the assumed effect (power), and in which any test rejects under
-no effect (type I error); ``rejected_all`` and ``rejected_any`` give both
+no effect (type I error). ``rejected_all`` and ``rejected_any`` give both
 counts for either scenario. ``endpoint_min`` and ``endpoint_max`` span the
 endpoint values the scenario implies over the hypothesis's tests.
 """
@@ -175,8 +175,8 @@ def _pool(workers: int):
     """Start the worker processes with Ctrl-C ignored from their first instruction.
 
     A spawned process keeps an ignored signal across exec, and Python then
-    installs no KeyboardInterrupt handler, so a Ctrl-C while the workers still
-    import the package prints no traceback in them; the parent stops the pool.
+    installs no KeyboardInterrupt handler. So a Ctrl-C while the workers still
+    import the package prints no traceback in them, and the parent stops the pool.
     """
     context = get_context("spawn")
     if threading.current_thread() is not threading.main_thread():
