@@ -338,7 +338,7 @@ class HypothesisSpec(_Strict):
 
 
 MAX_POWER_LESIONS = 20_000
-"""Largest simulated cohort; every study holds all its lesions' answers in memory."""
+"""Largest simulated cohort; every study keeps all its lesions' answers in memory."""
 
 MAX_POWER_STUDIES = 100_000
 """Most simulated studies per cohort size and scenario; the seeds of all are listed up front."""
@@ -348,8 +348,9 @@ class PowerSpec(_Strict):
     """Assumptions of ``vlmstudy power``: cohort sizes, radiologists and each reader's accuracy.
 
     The effect sizes are stated as error rates of the readers the hypotheses
-    test, in the shape of :class:`SimulatedReaderSpec` ``error_rates``; the power
-    output shows the endpoint value they imply.
+    test, in the shape of :class:`SimulatedReaderSpec` ``error_rates``, or as
+    expected endpoint values in ``effects``. The power output shows the
+    endpoint value each scenario implies.
     """
 
     lesions: list[Annotated[int, Field(ge=10, le=MAX_POWER_LESIONS)]] = Field(

@@ -332,7 +332,7 @@ def test_resolve_rejects_cell_without_needed_sequences(tmp_path):
         resolve(load_protocol(write_protocol(tmp_path, mapping)))
 
 
-def test_several_tests_count_all_for_power_any_for_errors(tmp_path):
+def test_multi_test_hypothesis_counting(tmp_path):
     mapping = two_proportion_mapping()
     mapping["features"] = ["aphe", "washout"]
     mapping["hypotheses"][0]["features"] = ["aphe", "washout"]

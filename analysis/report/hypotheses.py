@@ -457,6 +457,6 @@ def hypotheses_section(inputs: Inputs, tested: pd.DataFrame) -> tuple[Section, d
             f"{family.capitalize()} hypotheses. {statements}",
             table(shown, f"{family.capitalize()} results", "hypotheses.csv"),
         ]
-    # NOTE: a z test assumes the estimate is close to normal; `vlmstudy power` measures how
+    # NOTE: a z test assumes the estimate is close to normal. `vlmstudy power` measures how
     # far its type I error strays from alpha at a given cohort size.
     return Section("hypotheses", "Preregistered hypotheses", tuple(blocks)), {"hypotheses": tested}

@@ -1,12 +1,12 @@
 """Endpoint values in the population, and the error rate that puts a test exactly at its null.
 
 The value of a test's endpoint that the stated assumptions imply is computed
-on one large simulated sample (:data:`POPULATION_LESIONS` lesions), with the
-same definitions the registered analysis uses: unweighted Cohen's kappa and
-accuracy against the radiologists' majority, Gwet's AC1, and the pooled
-reader-versus-model kappa difference. Its Monte Carlo error is about
-``1 / sqrt(POPULATION_LESIONS)``, a tenth of a kappa's standard error at 2,000
-lesions. The same sample, with the reader's draws held fixed, gives each
+on one large simulated sample (:data:`POPULATION_LESIONS` lesions). It uses the
+definitions of the registered analysis: unweighted Cohen's kappa and accuracy
+against the radiologists' majority, Gwet's AC1, and the pooled
+reader-versus-model kappa difference. Its Monte Carlo error is roughly
+``1 / sqrt(POPULATION_LESIONS)``, an estimate of about a tenth of a kappa's
+standard error at 2,000 lesions. The same sample, with the reader's draws held fixed, gives each
 test's no-effect error rate by bisection, since every endpoint falls as the
 error rate rises from 0 to the rate of a uniform guess.
 """

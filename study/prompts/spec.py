@@ -101,7 +101,7 @@ class Strategy:
     def settings(self) -> dict[str, Any]:
         """Return every field except the description, which does not change what is sent.
 
-        Every request key holds these settings, so this runs once per call. The
+        Every request key contains these settings, so this runs once per call. The
         fields are all scalars, and a shallow copy is several times cheaper than
         ``dataclasses.asdict``, which copies each value recursively.
 
