@@ -280,6 +280,17 @@ class TuneSpec(_Strict):
         return space
 
 
+def _checked_features(names: list[str]) -> list[str]:
+    """Return feature names unchanged, or raise for an unknown or repeated one."""
+    unknown = [name for name in names if name not in FEATURES]
+    if unknown:
+        raise ValueError(f"unknown feature(s) {unknown}; known features: {', '.join(FEATURES)}")
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise ValueError(f"feature(s) {repeated} are listed twice; list each feature once")
+    return names
+
+
 CELL_KEYS = ("reader", "strategy", "sequences", "replicate")
 """Keys that select grid cells in a hypothesis's ``contrast`` and ``versus``."""
 
@@ -304,13 +315,7 @@ class HypothesisSpec(_Strict):
     @field_validator("features")
     @classmethod
     def _known_hypothesis_features(cls, names: list[str]) -> list[str]:
-        unknown = [name for name in names if name not in FEATURES]
-        if unknown:
-            raise ValueError(f"unknown feature(s) {unknown}; known features: {', '.join(FEATURES)}")
-        repeated = sorted({name for name in names if names.count(name) > 1})
-        if repeated:
-            raise ValueError(f"feature(s) {repeated} are listed twice; list each feature once")
-        return names
+        return _checked_features(names)
 
     @model_validator(mode="after")
     def _comparable(self) -> HypothesisSpec:
@@ -455,13 +460,7 @@ class Protocol(_Strict):
     @field_validator("features")
     @classmethod
     def _known_features(cls, names: list[str]) -> list[str]:
-        unknown = [name for name in names if name not in FEATURES]
-        if unknown:
-            raise ValueError(f"unknown feature(s) {unknown}; known features: {', '.join(FEATURES)}")
-        repeated = sorted({name for name in names if names.count(name) > 1})
-        if repeated:
-            raise ValueError(f"feature(s) {repeated} are listed twice; list each feature once")
-        return names
+        return _checked_features(names)
 
     @model_validator(mode="after")
     def _known_strategies(self) -> Protocol:

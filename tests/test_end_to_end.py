@@ -104,7 +104,8 @@ def test_demo_writes_store_and_report(demo_run):
     # The demo runs its power simulation before it registers, so the record carries it.
     assert {row["hypothesis"] for row in registration["power"]["results"]} == {"H1", "H2"}
     assert reports[0].with_name("figures").joinpath("power_curve.png").is_file()
-    assert "![" in markdown and "power_curve.png" in markdown
+    assert "![" in markdown
+    assert "power_curve.png" in markdown
 
 
 def test_status_counts_cells(demo_run):

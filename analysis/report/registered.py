@@ -24,7 +24,7 @@ def registered_tests(records: RunRecords, *, n_resamples: int, seed: int) -> pd.
     """Run the protocol's hypothesis tests on a run's records, as the report does.
 
     Gwet's AC1 and the reader-versus-model comparison are computed only when a
-    hypothesis needs them; every value a hypothesis reads is computed exactly
+    hypothesis needs them. Every value a hypothesis reads is computed exactly
     as :func:`analysis.report.build_report` computes it.
 
     Parameters
